@@ -97,7 +97,8 @@ setup(
     package_dir={'eleaf.kernels': 'kernels'},
     install_requires=['torch>=2.4', 'numpy'],
     extras_require={
-        'train': ['efficientnet_pytorch', 'soundfile', 'tqdm', 'tensorboard', 'matplotlib'],
+        'train': ['efficientnet_pytorch', 'soundfile', 'scipy', 'tqdm', 'tensorboard',
+                  'matplotlib'],
         'triton': ['triton'],
         'dev': ['pytest', 'pytest-benchmark', 'hypothesis'],
         'plot': ['matplotlib'],

@@ -1,5 +1,7 @@
 """``python -m eleaf COMMAND``: ``demo`` (features of a synthesised signal), ``info``
-(versions, devices, backends) and ``bench`` (throughput and memory of every frontend)."""
+(versions, devices, backends), ``bench`` (throughput and memory of every frontend), ``train``
+and ``eval`` (the paper's classifier), ``data`` (obtain and check the paper's data sets) and
+``features`` (frontend features of audio files)."""
 import logging
 import sys
 
@@ -11,6 +13,11 @@ COMMANDS = {
     'train': ('eleaf.train.cli', 'train and test a classifier (LEAF, EfficientLEAF or mel '
                                  'frontend), the paper\'s recipe'),
     'eval': ('eleaf.train.evaluate', 'test a checkpoint of eleaf train or the original main.py'),
+    'data': ('eleaf.cli.data', "how to obtain the paper's data sets, download the free ones, "
+                               'validate a copy'),
+    'features': ('eleaf.cli.features', 'frontend features of audio files as .npy (and .png), '
+                                       'from a checkpoint of eleaf train or an untrained '
+                                       'frontend'),
 }
 
 

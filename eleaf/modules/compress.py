@@ -48,8 +48,14 @@ class Log1p(nn.Module):
         """``a`` as the compression uses it, or None for plain log1p."""
         return self.a if (self.trainable or self.a != 0) else None
 
+    def a_per_band(self) -> bool:
+        """Whether :meth:`scale_exponent` holds one value per band. A fixed ``a`` given as a
+        number with ``per_band=True`` is the same ``a`` for every band (the original code
+        crashes there)."""
+        return self.per_band and isinstance(self.a, torch.Tensor) and self.a.ndim > 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return log1p_ref(x, self.scale_exponent(), self.per_band)
+        return log1p_ref(x, self.scale_exponent(), self.a_per_band())
 
     def extra_repr(self):
         return 'trainable={}, per_band={}'.format(repr(self.trainable), repr(self.per_band))
@@ -111,7 +117,7 @@ class LogTBN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, impl = select_impl('log1p_median', self.backend, x.device, x.dtype)
-        x = impl(x, self.log1p.scale_exponent(), self.log1p.per_band, self.median_filter,
+        x = impl(x, self.log1p.scale_exponent(), self.log1p.a_per_band(), self.median_filter,
                  self.append_filtered)
         return self.TBN(x)
 

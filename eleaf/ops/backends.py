@@ -154,7 +154,8 @@ def resolve_backend(op: str, requested: str, device: torch.device, dtype: torch.
 
 
 #: ops that each fast backend implements, whether or not it could be loaded here
-DECLARED_OPS = {'triton': ('gabor_filterbank', 'pcen'), 'cpp': ('log1p_median',)}
+DECLARED_OPS = {'triton': ('gabor_filterbank', 'pcen'),
+                'cpp': ('gabor_filterbank', 'log1p_median', 'pcen')}
 
 
 def has_impl(op: str, backend: str) -> bool:
@@ -193,7 +194,8 @@ def _log_choice(op, backend, device, dtype, skipped):
         logger.info(msg)
 
 
-_FAST_PATHS = ('eleaf.ops.gabor', 'eleaf.ops.pcen', 'eleaf.ops.compress')
+_FAST_PATHS = ('eleaf.ops.gabor', 'eleaf.ops.pcen', 'eleaf.ops.compress', 'eleaf.ops.pcen_cpp',
+               'eleaf.ops.gabor_cpu')
 _fast_loaded = False
 
 

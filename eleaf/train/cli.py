@@ -20,6 +20,7 @@ import torch
 
 from . import checkpoint as ckpt_lib
 from . import data as data_lib
+from ..cli.options import UsageError, parse_device
 from .distributed import (DistInfo, all_reduce_sum, average_buffers, barrier, broadcast_object,
                           cleanup, gather_objects, init_distributed)
 from .logs import RunLog, write_json
@@ -43,10 +44,6 @@ DATA_OPTIONS = ('data_set', 'data_path', 'input_size', 'num_classes', 'synthetic
 CHECKPOINT_NAME = 'net_checkpoint.pth'
 BEST_NAME = 'net_best_model.pth'
 LAST_NAME = 'net_last_model.pth'
-
-
-class UsageError(ValueError):
-    """An option value that cannot work."""
 
 
 class Interrupted(Exception):
@@ -134,9 +131,11 @@ def get_args_parser(eval_mode: bool = False) -> argparse.ArgumentParser:
 
     g = p.add_argument_group('data')
     g.add_argument('--data-set', default='synthetic',
-                   help="'synthetic' (built in, no files) or one of the paper's: %s (not "
-                        "available yet)" % ', '.join(data_lib.PAPER_DATASETS))
-    g.add_argument('--data-path', default='', help='directory holding the data set')
+                   help="'synthetic' (built in, no files) or one of the paper's: %s (layouts "
+                        "under --data-path: eleaf data prepare NAME)"
+                        % ', '.join(data_lib.PAPER_DATASETS))
+    g.add_argument('--data-path', default='',
+                   help='directory holding the data sets (see docs/datasets.md)')
     g.add_argument('--num-workers', '--num_workers', default=0, type=int, dest='num_workers')
     g.add_argument('--pin-mem', action=argparse.BooleanOptionalAction, default=False)
     g.add_argument('--input-size', default=16000, type=int,
@@ -205,13 +204,7 @@ def _check_args(args):
             raise UsageError('--%s must be positive, got %r' % (name.replace('_', '-'), value))
     if args.batch_size_eval < 0 or args.num_workers < 0:
         raise UsageError('--batch-size-eval and --num-workers must be >= 0')
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise UsageError('--device %r: %s' % (args.device, exc)) from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise UsageError('--device %s: no CUDA device is available to torch %s; use '
-                         '--device cpu' % (args.device, torch.__version__))
+    parse_device(args.device)
 
 
 def _apply_stored_options(args, ckpt, explicit, path, names=None):

@@ -22,7 +22,8 @@ __all__ = ['SYNTHETIC_CLASSES', 'PAPER_DATASETS', 'SyntheticDataset', 'TrainCrop
 
 SAMPLE_RATE = 16000
 
-#: the paper's data sets by their original ``--data-set`` names (loaders: a later version)
+#: the paper's data sets by their original ``--data-set`` names (loaders: eleaf.datasets;
+#: layouts below ``--data-path``: docs/datasets.md)
 PAPER_DATASETS = ('SPEECHCOMMANDS', 'CREMAD', 'VOXFORGE', 'NSYNTH_PITCH', 'NSYNTH_INST',
                   'BIRDCLEF2021')
 
@@ -308,9 +309,9 @@ def build_datasets(args) -> Tuple[Dataset, Dataset, Dataset, int]:
     path = args.data_path or '.'
     if not os.path.isdir(path):
         raise DataError('data directory %r does not exist: pass --data-path DIR, the directory '
-                        'holding the %s data' % (path, name))
-    raise DataError('data set %s is not available yet: the loaders of the paper\'s data sets '
-                    'come in a later version of eleaf; use --data-set synthetic' % name)
+                        'holding the %s data (see `eleaf data prepare %s`)' % (path, name, name))
+    from ..datasets.registry import build
+    return build(name, path, SAMPLE_RATE)
 
 
 def build_loaders(args, train_set: Dataset, val_set: Dataset, test_set: Dataset,

@@ -55,6 +55,23 @@ def test_log1p_ref():
     assert torch.equal(log1p_ref(x, None), torch.log1p(x))
 
 
+@pytest.mark.parametrize('backend', ['torch', 'cpp'])
+def test_fixed_a_per_band(backend):
+    # the original crashes on Log1p(a, trainable=False, per_band=True); eleaf uses that a for
+    # every band (what eleaf train --log1p-per-band without --log1p-trainable asks for)
+    import eleaf
+    from eleaf.ops.backends import cpp_status
+    if backend == 'cpp' and not cpp_status()[0]:
+        pytest.skip(cpp_status()[1])
+    x = torch.rand(2, 3, 6, dtype=torch.float64)
+    expect = np.log(1 + 10 ** 2.5 * x.numpy())
+    np.testing.assert_allclose(eleaf.Log1p(2.5, per_band=True)(x).numpy(), expect, rtol=1e-13)
+    tbn = eleaf.LogTBN(3, a=2.5, per_band=True, backend=backend).double().eval()
+    np.testing.assert_allclose(tbn(x).detach().numpy(),
+                               eleaf.LogTBN(3, a=2.5, backend=backend).double().eval()(x)
+                               .detach().numpy(), rtol=1e-13)
+
+
 def np_lower_median(x):
     """Lower middle element of the sorted last axis (index (T - 1) // 2)."""
     return np.sort(x, axis=-1)[..., (x.shape[-1] - 1) // 2]

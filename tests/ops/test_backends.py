@@ -36,9 +36,11 @@ def test_environment_forces_backend(monkeypatch):
     monkeypatch.setitem(bk._STATUS_CACHE, 'cpp', (False, 'no compiler here', None))
     monkeypatch.setenv('ELEAF_BACKEND', 'cpp')
     with pytest.raises(bk.BackendUnavailableError, match='ELEAF_BACKEND=cpp'):
-        eleaf.EfficientLeaf()(torch.randn(1, 400))  # LogTBN has a cpp implementation
-    # ops without a cpp implementation (the filterbank, PCEN) stay on 'auto'
-    assert eleaf.Leaf()(torch.randn(1, 400)).shape == (1, 40, 3)
+        eleaf.EfficientLeaf()(torch.randn(1, 400))  # every op of it has a cpp implementation
+    with pytest.raises(bk.BackendUnavailableError, match='ELEAF_BACKEND=cpp'):
+        eleaf.Leaf()(torch.randn(1, 400))
+    # ops without a cpp implementation (TF LEAF's filterbank and PCEN) stay on 'auto'
+    assert eleaf.TFLeaf(n_filters=8)(torch.randn(1, 400)).shape == (1, 8, 3)
     monkeypatch.setenv('ELEAF_BACKEND', 'torch')
     assert eleaf.EfficientLeaf()(torch.randn(1, 400)).shape == (1, 2, 40, 3)
     # an explicit argument wins over the environment
@@ -48,8 +50,9 @@ def test_environment_forces_backend(monkeypatch):
 
 def test_frontend_backend_reaches_the_components_that_have_it():
     fe = eleaf.EfficientLeaf(backend='cpp')
-    assert fe.filterbank.backend == 'auto'  # no cpp filterbank
-    assert fe.compression.backend == 'cpp'
+    assert fe.filterbank.backend == 'cpp' and fe.compression.backend == 'cpp'
+    mel = eleaf.Mel(backend='triton')  # no Triton LogTBN: its compression stays on 'auto'
+    assert mel.compression.backend == 'auto'
     leaf = eleaf.Leaf(backend='torch')
     assert leaf.filterbank.backend == 'torch' and leaf.compression.backend == 'torch'
     # a component constructed explicitly keeps its strict backend

@@ -30,11 +30,13 @@ def test_missing_data_directory(tmp_path, capsys):
     assert 'does not exist' in msg and '--data-path' in msg
 
 
-def test_paper_dataset_not_available_yet(tmp_path, capsys):
-    assert cli.main(tiny(tmp_path, extra=['--data-set', 'crema-d'.replace('-', ''),
+def test_paper_dataset_missing(tmp_path, capsys):
+    # one line: where the data set was expected and how to get it
+    assert cli.main(tiny(tmp_path, extra=['--data-set', 'cremad',
                                           '--data-path', str(tmp_path)])) == 2
     msg = _error(capsys)
-    assert 'CREMAD is not available yet' in msg and '--data-set synthetic' in msg
+    assert 'CREMAD not found' in msg and 'eleaf data prepare CREMAD' in msg
+    assert str(tmp_path / 'CREMA-D' / 'AudioWAV') in msg
 
 
 def test_missing_and_unreadable_checkpoint(tmp_path, capsys):
