@@ -52,11 +52,11 @@
 #include <torch/library.h>
 
 #include "compress.h"
+#include "cpu_math.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -184,87 +184,30 @@ at::Tensor band_scales(const c10::optional<at::Tensor>& a, at::ScalarType acc_ty
 // ---------------------------------------------------------------------------------------
 namespace {
 
-template <typename T>
-struct Bits;
-template <>
-struct Bits<float> { using type = uint32_t; };
-template <>
-struct Bits<double> { using type = uint64_t; };
-
-// ``c ? a : b`` on the bits: no control flow, so that GCC vectorises loops using it also
-// without -fno-trapping-math.
-#if defined(__GNUC__) || defined(__clang__)
-#define ELEAF_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define ELEAF_ALWAYS_INLINE inline
-#endif
-
-template <typename T>
-ELEAF_ALWAYS_INLINE T bits_select(bool c, T a, T b) {
-  using U = typename Bits<T>::type;
-  U ia, ib;
-  std::memcpy(&ia, &a, sizeof(T));
-  std::memcpy(&ib, &b, sizeof(T));
-  const U m = U(0) - static_cast<U>(c);
-  const U r = (ia & m) | (ib & ~m);
-  T out;
-  std::memcpy(&out, &r, sizeof(T));
-  return out;
-}
-
 // log1p for float32, vectorisable (no calls, no branches): log(w) with w = 1 + u by the
 // Cephes logf polynomial on the mantissa in [sqrt(1/2), sqrt(2)), then the usual correction
 // log1p(u) = log(w) + (u - (w - 1)) / w. About 1 ulp; NaN, +-inf, -1, -0 and u < -1 as
 // std::log1p.
 ELEAF_ALWAYS_INLINE float fast_log1pf(float u) {
   const float w = 1.0f + u;
-  uint32_t iw;
-  std::memcpy(&iw, &w, sizeof(iw));
-  // exponent and mantissa with the mantissa reduced to [sqrt(1/2), sqrt(2))
-  const uint32_t ix = iw - 0x3f3504f3u;
-  const int32_t e = static_cast<int32_t>(ix) >> 23;
-  const uint32_t iz = iw - (ix & 0xff800000u);
-  float z;
-  std::memcpy(&z, &iz, sizeof(z));
-  const float f = z - 1.0f;
-  const float fe = static_cast<float>(e);
+  float fe;
+  const float f = logf_reduce(w, fe);
   const float f2 = f * f;
-  float p = 7.0376836292E-2f;
-  p = p * f - 1.1514610310E-1f;
-  p = p * f + 1.1676998740E-1f;
-  p = p * f - 1.2420140846E-1f;
-  p = p * f + 1.4249322787E-1f;
-  p = p * f - 1.6668057665E-1f;
-  p = p * f + 2.0000714765E-1f;
-  p = p * f - 2.4999993993E-1f;
-  p = p * f + 3.3333331174E-1f;
+  const float p = logf_poly(f);
   float y = f * f2 * p;
   y += -2.12194440E-4f * fe;
   y += -0.5f * f2;
   float r = f + y;
   r += 0.693359375f * fe;
-  // correction for the rounding of w = 1 + u
-  r += (u - (w - 1.0f)) / w;
-  const float inf = std::numeric_limits<float>::infinity();
-  r = bits_select(w < inf, r, w);                                           // +inf, NaN
-  r = bits_select(w == 0.0f, -inf, r);                                      // u = -1
-  r = bits_select(w < 0.0f, std::numeric_limits<float>::quiet_NaN(), r);   // u < -1
-  r = bits_select(u == 0.0f, u, r);                                         // sign of zero
-  return r;
+  return log1pf_finish(u, w, r);
 }
 
 inline float log1p_acc(float u) { return fast_log1pf(u); }
 inline double log1p_acc(double u) { return std::log1p(u); }
 
-// log1p(s * x) (s = 1 when not scaled) for one float32 row; with an AVX2 clone on x86-64.
-// (ifunc-based function multiversioning: GCC or Clang on x86-64 Linux)
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#define ELEAF_TARGET_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define ELEAF_TARGET_CLONES
-#endif
-
-ELEAF_TARGET_CLONES
+// log1p(s * x) (s = 1 when not scaled) for one float32 row; with an AVX2 clone on x86-64
+// Linux.
+ELEAF_CLONES_AVX2
 void log1p_row_f32(const float* __restrict__ x, float* __restrict__ out, int64_t T, float s,
                    bool scaled) {
   if (scaled) {

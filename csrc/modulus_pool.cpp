@@ -35,6 +35,8 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "cpu_math.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <tuple>
@@ -43,15 +45,8 @@
 namespace eleaf {
 namespace {
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define ELEAF_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define ELEAF_MULTIVERSION
-#endif
-#define ELEAF_INLINE inline __attribute__((always_inline))
-
 template <typename T>
-ELEAF_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
+ELEAF_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
   T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -63,7 +58,7 @@ ELEAF_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
 }
 
 template <typename T>
-ELEAF_INLINE void axpy(T alpha, const T* __restrict x, T* __restrict y, int64_t n) {
+ELEAF_ALWAYS_INLINE void axpy(T alpha, const T* __restrict x, T* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
@@ -81,7 +76,7 @@ struct Row {
 
 // e[p] = re^2 + im^2 on [lo, hi), 0 elsewhere
 template <typename T>
-ELEAF_INLINE void squared_modulus(const Row<T>& y, const Geometry& g, T* __restrict e) {
+ELEAF_ALWAYS_INLINE void squared_modulus(const Row<T>& y, const Geometry& g, T* __restrict e) {
   std::fill(e, e + g.lo, T(0));
   for (int64_t p = g.lo; p < g.hi; ++p) {
     const T r = y.re[p * y.step], i = y.im[p * y.step];
@@ -91,15 +86,15 @@ ELEAF_INLINE void squared_modulus(const Row<T>& y, const Geometry& g, T* __restr
 }
 
 template <typename T>
-ELEAF_INLINE void fwd_row(const Row<T>& y, const T* w, T* out, T* e, const Geometry& g) {
+ELEAF_ALWAYS_INLINE void fwd_row(const Row<T>& y, const T* w, T* out, T* e, const Geometry& g) {
   squared_modulus(y, g, e);
   for (int64_t t = 0; t < g.T; ++t) out[t] = dot(w, e + t * g.stride, g.W);
 }
 
 // a: scratch (N); writes the row's gradient (gre, gim at steps p * gstep) and adds to gw
 template <typename T>
-ELEAF_INLINE void bwd_row(const T* gy, const Row<T>& y, const T* w, T* gw, T* gre, T* gim,
-                          int64_t gstep, T* e, T* a, const Geometry& g) {
+ELEAF_ALWAYS_INLINE void bwd_row(const T* gy, const Row<T>& y, const T* w, T* gw, T* gre, T* gim,
+                                 int64_t gstep, T* e, T* a, const Geometry& g) {
   squared_modulus(y, g, e);
   std::fill(a, a + g.N, T(0));
   for (int64_t t = 0; t < g.T; ++t) {

@@ -64,10 +64,11 @@
 #include <c10/util/Half.h>
 #include <torch/library.h>
 
+#include "cpu_math.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -76,121 +77,49 @@
 namespace eleaf {
 namespace {
 
-#if defined(__GNUC__) || defined(__clang__)
-#define PCEN_INLINE inline __attribute__((always_inline))
-#else
-#define PCEN_INLINE inline
-#endif
-
-// Function multiversioning of the float32 row passes (ifunc; x86-64 Linux).
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && \
-    __GNUC__ >= 11
-#define PCEN_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#elif defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#define PCEN_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define PCEN_CLONES
-#endif
-
-template <typename T>
-struct UInt;
-template <>
-struct UInt<float> { using type = uint32_t; };
-template <>
-struct UInt<double> { using type = uint64_t; };
-
-// ``c ? a : b`` on the bits: no control flow, so that loops using it vectorise.
-template <typename T>
-PCEN_INLINE T sel(bool c, T a, T b) {
-  using U = typename UInt<T>::type;
-  U ia, ib;
-  std::memcpy(&ia, &a, sizeof(T));
-  std::memcpy(&ib, &b, sizeof(T));
-  const U m = U(0) - static_cast<U>(c);
-  const U r = (ia & m) | (ib & ~m);
-  T out;
-  std::memcpy(&out, &r, sizeof(T));
-  return out;
-}
-
-PCEN_INLINE float f_from_bits(uint32_t i) {
-  float f;
-  std::memcpy(&f, &i, sizeof(f));
-  return f;
-}
-
-PCEN_INLINE uint32_t bits_of(float f) {
-  uint32_t i;
-  std::memcpy(&i, &f, sizeof(i));
-  return i;
-}
-
 constexpr float kInfF = std::numeric_limits<float>::infinity();
 template <typename T>
 constexpr T kInf = std::numeric_limits<T>::infinity();
-constexpr float kNanF = std::numeric_limits<float>::quiet_NaN();
 
-// Cephes logf core: log(w) for a positive normal w (no special values).
-PCEN_INLINE float logf_core(float w, float& fe_out) {
-  const uint32_t iw = bits_of(w);
-  // exponent and mantissa, the mantissa reduced to [sqrt(1/2), sqrt(2))
-  const uint32_t ix = iw - 0x3f3504f3u;
-  const int32_t e = static_cast<int32_t>(ix) >> 23;
-  const uint32_t iz = iw - (ix & 0xff800000u);
-  const float f = f_from_bits(iz) - 1.0f;
-  fe_out = static_cast<float>(e);
+// Cephes logf core: log(w) for a positive normal w (no special values), without the exponent's
+// terms.
+ELEAF_ALWAYS_INLINE float logf_core(float w, float& fe_out) {
+  const float f = logf_reduce(w, fe_out);
   const float f2 = f * f;
-  float p = 7.0376836292E-2f;
-  p = p * f - 1.1514610310E-1f;
-  p = p * f + 1.1676998740E-1f;
-  p = p * f - 1.2420140846E-1f;
-  p = p * f + 1.4249322787E-1f;
-  p = p * f - 1.6668057665E-1f;
-  p = p * f + 2.0000714765E-1f;
-  p = p * f - 2.4999993993E-1f;
-  p = p * f + 3.3333331174E-1f;
+  const float p = logf_poly(f);
   float y = f * f2 * p;
   y += -0.5f * f2;
   return f + y;
 }
 
 // log for float32, vectorisable; subnormals, 0 (-inf), negative (NaN), inf, NaN as std::log.
-PCEN_INLINE float plog(float w) {
+ELEAF_ALWAYS_INLINE float plog(float w) {
   const bool sub = w < 1.17549435e-38f;  // FLT_MIN: scale subnormals up by 2^23
-  const float ws = sel(sub, w * 8388608.0f, w);
+  const float ws = bits_select(sub, w * 8388608.0f, w);
   float fe;
   float r = logf_core(ws, fe);
-  fe -= sel(sub, 23.0f, 0.0f);
+  fe -= bits_select(sub, 23.0f, 0.0f);
   r += -2.12194440E-4f * fe;
   r += 0.693359375f * fe;
-  r = sel(ws < kInfF, r, ws);       // +inf, NaN
-  r = sel(w == 0.0f, -kInfF, r);    // +-0
-  r = sel(w < 0.0f, kNanF, r);      // negative
-  return r;
+  return logf_special(w, r);
 }
 
 // log1p for float32, vectorisable: log(w), w = 1 + u, with the correction (u - (w - 1)) / w
 // for the rounding of w. About 1 ulp; NaN, +-inf, -1, -0 and u < -1 as std::log1p.
-PCEN_INLINE float plog1p(float u) {
+ELEAF_ALWAYS_INLINE float plog1p(float u) {
   const float w = 1.0f + u;
   float fe;
   float r = logf_core(w, fe);
   r += -2.12194440E-4f * fe;
   r += 0.693359375f * fe;
-  r += (u - (w - 1.0f)) / w;
-  r = sel(w < kInfF, r, w);         // +inf, NaN
-  r = sel(w == 0.0f, -kInfF, r);    // u = -1
-  r = sel(w < 0.0f, kNanF, r);      // u < -1
-  r = sel(u == 0.0f, u, r);         // sign of zero
-  return r;
+  return log1pf_finish(u, w, r);
 }
 
 // exp for float32, vectorisable (Cephes expf polynomial; 2^n applied as two factors so that
 // subnormal results are rounded once). inf, -inf, NaN, overflow and underflow as std::exp.
-PCEN_INLINE float pexp(float x) {
-  float xc = sel(x < -104.0f, -104.0f, x);
-  xc = sel(xc > 89.0f, 89.0f, xc);
+ELEAF_ALWAYS_INLINE float pexp(float x) {
+  float xc = bits_select(x < -104.0f, -104.0f, x);
+  xc = bits_select(xc > 89.0f, 89.0f, xc);
   // n = round(x / ln 2) by the 1.5 * 2^23 trick (round to nearest even, no call)
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = xc - n * 0.693359375f;
@@ -202,20 +131,20 @@ PCEN_INLINE float pexp(float x) {
   p = p * r + 1.6666665459E-1f;
   p = p * r + 5.0000001201E-1f;
   float y = p * (r * r) + r + 1.0f;
-  const int32_t ni = static_cast<int32_t>(sel(xc == xc, n, 0.0f));  // [-150, 128]
+  const int32_t ni = static_cast<int32_t>(bits_select(xc == xc, n, 0.0f));  // [-150, 128]
   const int32_t n1 = ni >> 1;
   const int32_t n2 = ni - n1;
-  y = y * f_from_bits(static_cast<uint32_t>(n1 + 127) << 23);
-  y = y * f_from_bits(static_cast<uint32_t>(n2 + 127) << 23);
-  y = sel(x > 89.0f, kInfF, y);
-  y = sel(x < -104.0f, 0.0f, y);
-  y = sel(x == x, y, x);  // NaN
+  y = y * float_from_bits(static_cast<uint32_t>(n1 + 127) << 23);
+  y = y * float_from_bits(static_cast<uint32_t>(n2 + 127) << 23);
+  y = bits_select(x > 89.0f, kInfF, y);
+  y = bits_select(x < -104.0f, 0.0f, y);
+  y = bits_select(x == x, y, x);  // NaN
   return y;
 }
 
 // expm1 for float32, vectorisable: a degree-8 Taylor polynomial for |x| < 0.35 (truncation
 // below 1e-9 relative), exp(x) - 1 elsewhere (a few ulp). inf, -inf, NaN as std::expm1.
-PCEN_INLINE float pexpm1(float x) {
+ELEAF_ALWAYS_INLINE float pexpm1(float x) {
   float p = 2.48015873e-5f;  // 1/8!
   p = p * x + 1.98412698e-4f;
   p = p * x + 1.38888889e-3f;
@@ -225,13 +154,13 @@ PCEN_INLINE float pexpm1(float x) {
   p = p * x + 0.5f;
   const float small = x + (x * x) * p;
   const float big = pexp(x) - 1.0f;
-  return sel(std::abs(x) < 0.35f, small, big);
+  return bits_select(std::abs(x) < 0.35f, small, big);
 }
 
-PCEN_INLINE double plog(double x) { return std::log(x); }
-PCEN_INLINE double plog1p(double x) { return std::log1p(x); }
-PCEN_INLINE double pexp(double x) { return std::exp(x); }
-PCEN_INLINE double pexpm1(double x) { return std::expm1(x); }
+ELEAF_ALWAYS_INLINE double plog(double x) { return std::log(x); }
+ELEAF_ALWAYS_INLINE double plog1p(double x) { return std::log1p(x); }
+ELEAF_ALWAYS_INLINE double pexp(double x) { return std::exp(x); }
+ELEAF_ALWAYS_INLINE double pexpm1(double x) { return std::expm1(x); }
 
 // Constants of one band, in the computation dtype T.
 template <typename T>
@@ -279,9 +208,9 @@ Band<T> make_band(T alpha, T delta, T r, double eps, bool has_clamp, T clamp) {
 
 // z^p from lz = log|z| (torch.pow for real z: z < 0 needs an integer p; p = 0 gives 1).
 template <typename T>
-PCEN_INLINE T ppow(T z, T lz, T p, T neg_factor, bool p_zero) {
+ELEAF_ALWAYS_INLINE T ppow(T z, T lz, T p, T neg_factor, bool p_zero) {
   const T v = pexp(p * lz);
-  return sel(p_zero, T(1), sel(z < T(0), v * neg_factor, v));
+  return bits_select(p_zero, T(1), bits_select(z < T(0), v * neg_factor, v));
 }
 
 // Evaluation. L = log(M + eps) (= ln eps + log1p(M / eps) of the reference, the same
@@ -302,14 +231,14 @@ PCEN_INLINE T ppow(T z, T lz, T p, T neg_factor, bool p_zero) {
 // ----- forward ---------------------------------------------------------------------------
 
 template <typename T>
-PCEN_INLINE void fwd_general_span(const T* __restrict__ x, const T* __restrict__ M,
+ELEAF_ALWAYS_INLINE void fwd_general_span(const T* __restrict__ x, const T* __restrict__ M,
                                   T* __restrict__ y, int64_t n, const Band<T>& b) {
   const T clamp = b.clamp, eps = b.eps, neg_alpha = b.neg_alpha;
   const T delta = b.delta, r = b.r, neg_r = b.neg_r, delta_r = b.delta_r;
   const bool r_zero = b.r_zero;
 #pragma omp simd
   for (int64_t t = 0; t < n; ++t) {
-    const T xc = sel(x[t] < clamp, clamp, x[t]);
+    const T xc = bits_select(x[t] < clamp, clamp, x[t]);
     const T L = plog(M[t] + eps);
     const T E = pexp(neg_alpha * L);
     const T z = xc * E + delta;
@@ -320,7 +249,7 @@ PCEN_INLINE void fwd_general_span(const T* __restrict__ x, const T* __restrict__
 
 // returns whether an element had z <= 0 or z = inf (flagged in bad[t])
 template <typename T>
-PCEN_INLINE int fwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
+ELEAF_ALWAYS_INLINE int fwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
                               T* __restrict__ y, T* __restrict__ bad, int64_t n,
                               const Band<T>& b) {
   const T clamp = b.clamp, eps = b.eps, neg_alpha = b.neg_alpha;
@@ -328,13 +257,13 @@ PCEN_INLINE int fwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
   int any = 0;
 #pragma omp simd reduction(| : any)
   for (int64_t t = 0; t < n; ++t) {
-    const T xc = sel(x[t] < clamp, clamp, x[t]);
+    const T xc = bits_select(x[t] < clamp, clamp, x[t]);
     const T L = plog(M[t] + eps);
     const T E = pexp(neg_alpha * L);
     const T u = (xc * E) / delta;
     y[t] = delta_r * pexpm1(r * plog1p(u));
     const int flag = (u <= T(-1)) | (u == kInf<T>);
-    bad[t] = sel(flag != 0, T(1), T(0));
+    bad[t] = bits_select(flag != 0, T(1), T(0));
     any |= flag;
   }
   return any;
@@ -346,7 +275,7 @@ PCEN_INLINE int fwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
 constexpr int64_t kTail = 16;
 
 template <typename T>
-PCEN_INLINE void fwd_row_impl(const T* __restrict__ x, const T* __restrict__ M,
+ELEAF_ALWAYS_INLINE void fwd_row_impl(const T* __restrict__ x, const T* __restrict__ M,
                               T* __restrict__ y, T* __restrict__ bad, int64_t n,
                               const Band<T>& b) {
   const int64_t nm = n - n % kTail;
@@ -372,7 +301,7 @@ PCEN_INLINE void fwd_row_impl(const T* __restrict__ x, const T* __restrict__ M,
   for (int64_t i = 0; nm + i < n; ++i) y[nm + i] = yt[i];
 }
 
-PCEN_CLONES
+ELEAF_CLONES_X86_64_LEVELS
 void fwd_row(const float* x, const float* M, float* y, float* bad, int64_t n,
              const Band<float>& b) {
   fwd_row_impl<float>(x, M, y, bad, n, b);
@@ -393,7 +322,7 @@ constexpr int64_t kSums = 6;
 // Both spans write dL/dM (dM) and the direct part of dL/dxc (dxc) and add to sums[0..4];
 // only elements t < nv count (the padded tail), and in the fast span only those with z > 0.
 template <typename T>
-PCEN_INLINE void bwd_general_span(const T* __restrict__ x, const T* __restrict__ M,
+ELEAF_ALWAYS_INLINE void bwd_general_span(const T* __restrict__ x, const T* __restrict__ M,
                                   const T* __restrict__ g, T* __restrict__ dM,
                                   T* __restrict__ dxc, int64_t n, int64_t nv, const Band<T>& b,
                                   double* sums) {
@@ -404,7 +333,7 @@ PCEN_INLINE void bwd_general_span(const T* __restrict__ x, const T* __restrict__
   double s_a = 0, s_d = 0, s_r = 0, s_g = 0, s_n = 0;
 #pragma omp simd reduction(+ : s_a, s_d, s_r, s_g, s_n)
   for (int64_t t = 0; t < n; ++t) {
-    const T xc = sel(x[t] < clamp, clamp, x[t]);
+    const T xc = bits_select(x[t] < clamp, clamp, x[t]);
     const T Me = M[t] + eps;
     const T L = plog(Me);
     const T E = pexp(neg_alpha * L);
@@ -415,16 +344,16 @@ PCEN_INLINE void bwd_general_span(const T* __restrict__ x, const T* __restrict__
     const T gt = g[t];
     // torch: d z^r / dz = where(r == 0, 0, r z^(r-1));
     //        d z^r / dr = where(z == 0 & r >= 0, 0, z^r log z)
-    const T gz = sel(r_zero, T(0), gt * (r * zr1));
-    const T dr = sel((z == T(0)) & r_nonneg, T(0), zr * sel(z < T(0), nan, lz));
+    const T gz = bits_select(r_zero, T(0), gt * (r * zr1));
+    const T dr = bits_select((z == T(0)) & r_nonneg, T(0), zr * bits_select(z < T(0), nan, lz));
     const T du = (gz * xc) * E;
     dM[t] = du * neg_alpha / Me;
     dxc[t] = gz * E;
     const bool valid = t < nv;
-    s_a += static_cast<double>(sel(valid, -(du * L), T(0)));
-    s_d += static_cast<double>(sel(valid, gz, T(0)));
-    s_r += static_cast<double>(sel(valid, gt * dr, T(0)));
-    s_g += static_cast<double>(sel(valid, gt, T(0)));
+    s_a += static_cast<double>(bits_select(valid, -(du * L), T(0)));
+    s_d += static_cast<double>(bits_select(valid, gz, T(0)));
+    s_r += static_cast<double>(bits_select(valid, gt * dr, T(0)));
+    s_g += static_cast<double>(bits_select(valid, gt, T(0)));
     s_n += valid ? 1.0 : 0.0;
   }
   sums[0] += s_a;
@@ -435,7 +364,7 @@ PCEN_INLINE void bwd_general_span(const T* __restrict__ x, const T* __restrict__
 }
 
 template <typename T>
-PCEN_INLINE int bwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
+ELEAF_ALWAYS_INLINE int bwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
                               const T* __restrict__ g, T* __restrict__ dM, T* __restrict__ dxc,
                               T* __restrict__ bad, int64_t n, int64_t nv,
                               const Band<T>& b, double* sums) {
@@ -446,7 +375,7 @@ PCEN_INLINE int bwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
   // (no int reduction next to the float64 ones: GCC 12 then leaves the loop scalar)
 #pragma omp simd reduction(+ : s_a, s_d, s_r)
   for (int64_t t = 0; t < n; ++t) {
-    const T xc = sel(x[t] < clamp, clamp, x[t]);
+    const T xc = bits_select(x[t] < clamp, clamp, x[t]);
     const T Me = M[t] + eps;
     const T L = plog(Me);
     const T E = pexp(neg_alpha * L);
@@ -461,11 +390,11 @@ PCEN_INLINE int bwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
     dM[t] = (gz * v) * neg_alpha / Me;
     dxc[t] = gz * E;
     const int flag = (u <= T(-1)) | (u == kInf<T>);
-    bad[t] = sel(flag != 0, T(1), T(0));
+    bad[t] = bits_select(flag != 0, T(1), T(0));
     const bool valid = (t < nv) & !flag;
-    s_a += static_cast<double>(sel(valid, -(gz * v * L), T(0)));
-    s_d += static_cast<double>(sel(valid, gt * (rdr1 * pexpm1(rm1 * lz)), T(0)));
-    s_r += static_cast<double>(sel(valid, gt * (log_delta * y + zr * lz), T(0)));
+    s_a += static_cast<double>(bits_select(valid, -(gz * v * L), T(0)));
+    s_d += static_cast<double>(bits_select(valid, gt * (rdr1 * pexpm1(rm1 * lz)), T(0)));
+    s_r += static_cast<double>(bits_select(valid, gt * (log_delta * y + zr * lz), T(0)));
   }
   sums[0] += s_a;
   sums[1] += s_d;
@@ -476,7 +405,7 @@ PCEN_INLINE int bwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
 }
 
 template <typename T>
-PCEN_INLINE void bwd_row_impl(const T* __restrict__ x, const T* __restrict__ M,
+ELEAF_ALWAYS_INLINE void bwd_row_impl(const T* __restrict__ x, const T* __restrict__ M,
                               const T* __restrict__ g, T* __restrict__ dM, T* __restrict__ dxc,
                               T* __restrict__ bad, int64_t n, const Band<T>& b,
                               double* sums) {
@@ -512,7 +441,7 @@ PCEN_INLINE void bwd_row_impl(const T* __restrict__ x, const T* __restrict__ M,
   }
 }
 
-PCEN_CLONES
+ELEAF_CLONES_X86_64_LEVELS
 void bwd_row(const float* x, const float* M, const float* g, float* dM, float* dxc,
              float* bad, int64_t n, const Band<float>& b, double* sums) {
   bwd_row_impl<float>(x, M, g, dM, dxc, bad, n, b, sums);

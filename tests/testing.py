@@ -35,3 +35,31 @@ def require_triton_ops(module_name: str):
     if not torch.cuda.is_available() and not backends._interpreting():
         pytest.skip('needs CUDA or TRITON_INTERPRET=1', allow_module_level=True)
     return module
+
+
+def pcen_lognormal_input(batch: int, T: int, F: int = 4, sigma: float = 0.5,
+                         seed: int = 0) -> torch.Tensor:
+    """(batch, F, T) float64 log-normal energies ``exp(sigma N(0, 1) - 4)``, seeded."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.exp(torch.randn(batch, F, T, generator=g, dtype=torch.float64) * sigma - 4)
+
+
+def pcen_leaf_linear(F: int, s: float):
+    """Effective float64 (F,) PCEN parameters of LEAF's constants in the linear
+    parameterisation (``learn_logs=False``) with smoother ``s``: (s, alpha, delta, r)."""
+    from eleaf.functional.pcen import pcen_parameters
+
+    stored = [torch.full((F,), v, dtype=torch.float64) for v in (s, 0.96, 2., 2.)]
+    return pcen_parameters(*stored, learn_logs=False)
+
+
+def eager_and_compiled_grads(f, inputs):
+    """Gradients of ``f(*inputs)`` with respect to (copies of) ``inputs``, computed eagerly and
+    through ``torch.compile(f, fullgraph=True, backend='aot_eager')``: (eager, compiled)."""
+    eager_in = [t.clone().requires_grad_() for t in inputs]
+    comp_in = [t.clone().requires_grad_() for t in inputs]
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True, backend='aot_eager')
+    eager_grads = torch.autograd.grad(f(*eager_in), eager_in)
+    comp_grads = torch.autograd.grad(compiled(*comp_in), comp_in)
+    return eager_grads, comp_grads

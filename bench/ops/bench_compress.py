@@ -9,39 +9,19 @@ a (F,) both require grad; the output (B, 2, F, T) gets a gradient of ones. CPU t
 ELEAF_BENCH_THREADS (default 2). Device: ``--bench-device`` of bench/conftest.py (default cuda
 when available).
 """
-import os
-
 import pytest
 import torch
 
 from eleaf.ops import log1p_median_ref
-from eleaf.ops.backends import cpp_status
+from eleaf.ops.compress import log1p_median_cpp
 
 SHAPES = [(256, 80, 100), (32, 80, 1600)]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get('ELEAF_BENCH_THREADS', '2')))
-    yield
-    torch.set_num_threads(before)
-
-
-def _provider(name):
-    if name == 'torch':
-        return log1p_median_ref
-    ok, reason, _ = cpp_status()
-    if not ok:
-        pytest.skip(reason)
-    from eleaf.ops.compress import log1p_median_cpp
-    return log1p_median_cpp
-
-
 @pytest.mark.parametrize('provider', ['torch', 'cpp'])
 @pytest.mark.parametrize('shape', SHAPES, ids=lambda s: 'x'.join(map(str, s)))
-def test_logtbn_fwd_bwd(benchmark, bench_device, shape, provider):
-    fn = _provider(provider)
+def test_logtbn_fwd_bwd(benchmark, op_provider, bench_device, shape, provider):
+    fn = op_provider(provider, log1p_median_ref, log1p_median_cpp)
     device = bench_device
     if torch.device(device).type == 'cuda':
         from eleaf.ops.compress import check

@@ -9,39 +9,19 @@ parameters: x (B, F, T) and the four (F,) parameters require grad; the output ge
 of ones. Shapes (B, F, T): (16, 40, 100) (a batch of 1 s LEAF crops) and (2, 40, 800). CPU
 threads: ELEAF_BENCH_THREADS (default 2). CPU only (the compiled PCEN has no CUDA kernels).
 """
-import os
-
 import pytest
 import torch
 
 from eleaf.functional.pcen import pcen_ref
-from eleaf.ops.backends import cpp_status
+from eleaf.ops.pcen_cpp import pcen_cpp
 
 SHAPES = [(16, 40, 100), (2, 40, 800)]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get('ELEAF_BENCH_THREADS', '2')))
-    yield
-    torch.set_num_threads(before)
-
-
-def _provider(name):
-    if name == 'torch':
-        return pcen_ref
-    ok, reason, _ = cpp_status()
-    if not ok:
-        pytest.skip(reason)
-    from eleaf.ops.pcen_cpp import pcen_cpp
-    return pcen_cpp
-
-
 @pytest.mark.parametrize('provider', ['torch', 'cpp'])
 @pytest.mark.parametrize('shape', SHAPES, ids=lambda s: 'x'.join(map(str, s)))
-def test_pcen_fwd_bwd(benchmark, shape, provider):
-    fn = _provider(provider)
+def test_pcen_fwd_bwd(benchmark, op_provider, shape, provider):
+    fn = op_provider(provider, pcen_ref, pcen_cpp)
     B, F, T = shape
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(shape, generator=gen) * 10).requires_grad_()

@@ -30,9 +30,11 @@ from eleaf.ops import backends as B
 from eleaf.ops.backends import cpp_status
 
 try:
-    from tests.testing import RTOL, assert_close, rel_err
+    from tests.testing import (RTOL, assert_close, eager_and_compiled_grads, pcen_leaf_linear,
+                               pcen_lognormal_input, rel_err)
 except ImportError:  # tests/ is not a package: conftest puts it on sys.path
-    from testing import RTOL, assert_close, rel_err
+    from testing import (RTOL, assert_close, eager_and_compiled_grads, pcen_leaf_linear,
+                         pcen_lognormal_input, rel_err)
 
 CPP_OK, CPP_REASON, _ = cpp_status()
 if not CPP_OK:
@@ -90,6 +92,18 @@ def run(fn, x, eff, eps, clamp, dtype, g, pdtype=None):
     return [y.detach()] + [gr.detach() for gr in grads]
 
 
+def assert_float32_close_to_reference(x, config, gen):
+    """The op in float32 within ``RTOL[float32]`` of the float64 reference on x (float64),
+    with effective parameters of ``config`` and an output gradient drawn from ``gen``."""
+    eff = effective(config, x.shape[-2], gen)
+    eps, clamp = CONFIGS[config][4:]
+    g = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    ref = run(pcen_ref, x, eff, eps, clamp, torch.float64, g)
+    out = run(pcen_cpp, x, eff, eps, clamp, torch.float32, g)
+    for name, a, b in zip(NAMES, ref, out):
+        assert_close(name, a, b, RTOL[torch.float32])
+
+
 def random_case(seed):
     rnd = random.Random(seed)
     B_ = rnd.randint(1, 4)
@@ -144,13 +158,7 @@ def test_long_input(config):
     """60 s of LEAF frames (6000), float32 against the float64 reference."""
     gen = torch.Generator().manual_seed(11)
     x = make_x((1, 3, 6000), gen)
-    eff = effective(config, 3, gen)
-    eps, clamp = CONFIGS[config][4:]
-    g = torch.randn(x.shape, generator=gen, dtype=torch.float64)
-    ref = run(pcen_ref, x, eff, eps, clamp, torch.float64, g)
-    out = run(pcen_cpp, x, eff, eps, clamp, torch.float32, g)
-    for name, a, b in zip(NAMES, ref, out):
-        assert_close(name, a, b, RTOL[torch.float32])
+    assert_float32_close_to_reference(x, config, gen)
 
 
 @pytest.mark.parametrize('amp', [1e-9, 1e6])
@@ -158,13 +166,7 @@ def test_long_input(config):
 def test_tiny_and_huge_amplitudes(amp, config):
     gen = torch.Generator().manual_seed(5)
     x = make_x((2, 3, 70), gen, kind='rand') * amp
-    eff = effective(config, 3, gen)
-    eps, clamp = CONFIGS[config][4:]
-    g = torch.randn(x.shape, generator=gen, dtype=torch.float64)
-    ref = run(pcen_ref, x, eff, eps, clamp, torch.float64, g)
-    out = run(pcen_cpp, x, eff, eps, clamp, torch.float32, g)
-    for name, a, b in zip(NAMES, ref, out):
-        assert_close(name, a, b, RTOL[torch.float32])
+    assert_float32_close_to_reference(x, config, gen)
 
 
 @pytest.mark.parametrize('config', ['leaf', 'generic', 'leaf_noclamp'])
@@ -374,12 +376,7 @@ def test_compile_fullgraph():
         eff = pcen_parameters(s, alpha, delta, r, learn_logs=False)
         return pcen_cpp(x, *eff, 1e-12, 1e-5).square().mean()
 
-    eager_in = [t.clone().requires_grad_() for t in (x, *stored)]
-    comp_in = [t.clone().requires_grad_() for t in (x, *stored)]
-    torch._dynamo.reset()
-    compiled = torch.compile(f, fullgraph=True, backend='aot_eager')
-    eager_grads = torch.autograd.grad(f(*eager_in), eager_in)
-    comp_grads = torch.autograd.grad(compiled(*comp_in), comp_in)
+    eager_grads, comp_grads = eager_and_compiled_grads(f, (x, *stored))
     for name, a, b in zip(('x', 's', 'alpha', 'delta', 'r'), eager_grads, comp_grads):
         assert torch.equal(a, b), name
 
@@ -407,24 +404,14 @@ def test_thread_count_does_not_change_bits():
 # NaN / inf as the reference (findings in the docstring of eleaf.ops.pcen)
 # ---------------------------------------------------------------------------------------
 
-def _lognormal(T, F=4, sigma=0.5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.exp(torch.randn(4, F, T, generator=g, dtype=torch.float64) * sigma - 4)
-
-
-def _leaf_linear(F, s):
-    stored = [torch.full((F,), v, dtype=torch.float64) for v in (s, 0.96, 2., 2.)]
-    return pcen_parameters(*stored, learn_logs=False)
-
-
 @pytest.mark.filterwarnings('ignore::RuntimeWarning')
 @pytest.mark.parametrize('s', [-1e-3, -1e-2, 1.01, 1.05, 2.5])
 def test_nan_for_s_outside_unit_interval(s):
     """Linear-space s is unclamped: outside [0, 1] the smoother turns negative and the
     reference is NaN from that frame on; the op is NaN at exactly the same elements (float64:
     the same recursion; float32: against the float32 reference, which also gets NaN)."""
-    x = _lognormal(1500, sigma=0.5 if s < 0 else 1.)
-    eff = _leaf_linear(4, s)
+    x = pcen_lognormal_input(4, 1500, sigma=0.5 if s < 0 else 1.)
+    eff = pcen_leaf_linear(4, s)
     ref = pcen_ref(x, *eff, 1e-12, 1e-5)
     out = pcen_cpp(x, *eff, 1e-12, 1e-5)
     assert not torch.isfinite(ref).all()
@@ -437,7 +424,7 @@ def test_nan_for_s_outside_unit_interval(s):
     assert torch.equal(torch.isfinite(ref32), torch.isfinite(out32))
     # inside [0, 1] the same input is fine
     for ok in (0., 0.04, 1.):
-        assert torch.isfinite(pcen_cpp(x, *_leaf_linear(4, ok), 1e-12, 1e-5)).all()
+        assert torch.isfinite(pcen_cpp(x, *pcen_leaf_linear(4, ok), 1e-12, 1e-5)).all()
     # training failure mode: one NaN frame, every stored parameter gradient NaN
     stored = [torch.full((4,), v, dtype=torch.float64, requires_grad=True)
               for v in (s, 0.96, 2., 2.)]

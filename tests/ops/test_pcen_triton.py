@@ -19,7 +19,8 @@ import torch
 
 from eleaf.functional.pcen import pcen_parameters, pcen_ref
 from eleaf.ops import backends as B
-from tests.testing import RTOL, assert_close, require_triton_ops
+from tests.testing import (RTOL, assert_close, eager_and_compiled_grads, pcen_leaf_linear,
+                           pcen_lognormal_input, require_triton_ops)
 
 P = require_triton_ops('eleaf.ops.pcen')
 
@@ -248,12 +249,7 @@ def test_compile_fullgraph():
         return P.pcen_triton(x, *pcen_parameters(s, alpha, delta, r, learn_logs=False),
                              1e-12, 1e-5).square().mean()
 
-    eager_in = [t.clone().requires_grad_() for t in (x, *stored)]
-    comp_in = [t.clone().requires_grad_() for t in (x, *stored)]
-    torch._dynamo.reset()
-    compiled = torch.compile(f, fullgraph=True, backend='aot_eager')
-    eager_grads = torch.autograd.grad(f(*eager_in), eager_in)
-    comp_grads = torch.autograd.grad(compiled(*comp_in), comp_in)
+    eager_grads, comp_grads = eager_and_compiled_grads(f, (x, *stored))
     for name, a, b in zip(('x', 's', 'alpha', 'delta', 'r'), eager_grads, comp_grads):
         assert_close(name, a, b, 1e-6)
 
@@ -308,23 +304,13 @@ def test_import_without_triton():
 
 # --- NaN of the linear parameterisation (findings in the docstring of eleaf.ops.pcen) ---
 
-def _lognormal(T, F=4, sigma=0.5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.exp(torch.randn(8, F, T, generator=g, dtype=torch.float64) * sigma - 4)
-
-
-def _leaf_linear(F, s):
-    stored = [torch.full((F,), v, dtype=torch.float64) for v in (s, 0.96, 2., 2.)]
-    return pcen_parameters(*stored, learn_logs=False)
-
-
 @pytest.mark.parametrize('s', [-1e-4, -1e-3, 1.01, 1.05])
 def test_reference_nan_for_s_outside_unit_interval(s):
     """Linear-space s is unclamped: s slightly < 0 or > 1 makes the smoother negative, and
     log1p(M / eps) NaN. For s = -1e-4 this needs a long input: finite on 1 s (101 frames),
     NaN within 60 s (6000 frames)."""
-    x = _lognormal(6000, sigma=0.5 if s < 0 else 1.)
-    y = pcen_ref(x, *_leaf_linear(4, s), 1e-12, 1e-5)
+    x = pcen_lognormal_input(8, 6000, sigma=0.5 if s < 0 else 1.)
+    y = pcen_ref(x, *pcen_leaf_linear(4, s), 1e-12, 1e-5)
     assert not torch.isfinite(y).all()
     first = (~torch.isfinite(y)).reshape(-1, 6000).any(0).nonzero()[0].item()
     if s == -1e-4:
@@ -332,15 +318,15 @@ def test_reference_nan_for_s_outside_unit_interval(s):
         assert torch.isfinite(y[..., :101]).all()
     # inside [0, 1] the same input is fine
     for ok in (0., 0.04, 1.):
-        assert torch.isfinite(pcen_ref(x, *_leaf_linear(4, ok), 1e-12, 1e-5)).all()
+        assert torch.isfinite(pcen_ref(x, *pcen_leaf_linear(4, ok), 1e-12, 1e-5)).all()
 
 
 @pytest.mark.filterwarnings('ignore::RuntimeWarning')
 def test_kernel_reproduces_reference_nan():
     """The kernels are faithful: same non-finite frames as the reference for s = 1.05, and
     the training failure mode (one NaN frame -> NaN gradients for every parameter)."""
-    x = _lognormal(600, F=2, sigma=1.)[:2]
-    eff = _leaf_linear(2, 1.05)
+    x = pcen_lognormal_input(8, 600, F=2, sigma=1.)[:2]
+    eff = pcen_leaf_linear(2, 1.05)
     ref = pcen_ref(x, *eff, 1e-12, 1e-5)
     out, _ = P.pcen_fwd(x, *eff, 1e-12, 1e-5, block_t=128)
     assert not torch.isfinite(ref).all()
