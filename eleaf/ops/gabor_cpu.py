@@ -4,8 +4,9 @@ Reference: :func:`eleaf.functional.grouped_gabor_filterbank_ref` (same signature
 equal up to float rounding). Per group of filters (letters: B batch, n filters of the group,
 K Gabor taps, s convolution stride, W pooling taps, P pooling stride, T frames):
 
-1. **Convolution**, one of two exact algorithms, chosen per group by a cost model
-   (:func:`choose_method`, constants measured on a 2-core x86 CPU with torch 2.13):
+1. **Convolution**, one of two exact algorithms, chosen per group by a cost model for the
+   forward alone or forward + backward (:func:`choose_method`, constants fitted on a 2-core
+   x86 CPU with torch 2.13):
 
    - ``'direct'``: ``conv1d`` of the real and imaginary taps (2n channels) with stride s on an
      explicitly zero-padded input (oneDNN's strided convolution is about 3x faster without
@@ -58,12 +59,12 @@ CHECKPOINT_VALUES = 1 << 24
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
-# cost model of choose_method, nanoseconds (2-core x86, torch 2.13, float32, 16 x 1 s):
-# direct convolution per real multiply-add; FFT path per spectrum bin and filter (complex
-# product and fold) and per inverse-FFT point and stage
-_NS_DIRECT_MAC = 0.0125
-_NS_FFT_BIN = 1.7
-_NS_FFT_POINT_STAGE = 0.2
+# cost model of choose_method, nanoseconds, fitted to per-group timings of EfficientLEAF 4G's
+# groups and LEAF (2-core x86, 2 threads, torch 2.13, float32, 16 x 1 s), for the forward alone
+# and for forward + backward: the direct convolution per real multiply-add; the FFT path per
+# spectrum bin and filter (product, fold, pooling) and per inverse-FFT point and stage
+_COSTS = {'forward': dict(direct_mac=0.018, fft_bin=1.25, fft_point_stage=0.185),
+          'train': dict(direct_mac=0.055, fft_bin=2.0, fft_point_stage=0.48)}
 
 
 def check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
@@ -107,18 +108,30 @@ def _fft_length(steps: int, geom: GroupGeometry) -> int:
     return s * fft_size(-(-((steps - 1) * s + geom.kernel_size) // s))
 
 
-def choose_method(batch: int, steps: int, geom: GroupGeometry, input_grad: bool = False) -> str:
+def _direct_length(steps: int, geom: GroupGeometry) -> int:
+    """Input samples the direct path reads for ``steps`` convolution steps: ``(steps - 1) s + K``
+    rounded up to whole strides past ``K`` (``(steps + Q - 1) s``, Q = ceil(K / s)), so that
+    the weight gradient can view them as rows of one stride; the convolution ignores the
+    extra samples (fewer than s)."""
+    s = geom.conv_stride
+    return (steps + -(-geom.kernel_size // s) - 1) * s
+
+
+def choose_method(batch: int, steps: int, geom: GroupGeometry, input_grad: bool = False,
+                  train: bool = False) -> str:
     """'direct' or 'fft' for a block of ``steps`` convolution steps of a group, whichever
-    the cost model says is faster. With ``input_grad`` (the input needs a gradient) always
-    'direct': the FFT path's input gradient sums all filters' contributions in the frequency
-    domain and is only ~3e-5 from float64 (the direct path: ~1e-6)."""
+    the cost model says is faster, for the forward alone or (``train``) forward + backward.
+    With ``input_grad`` (the input needs a gradient) always 'direct': the FFT path's input
+    gradient sums all filters' contributions in the frequency domain and is only ~3e-5 from
+    float64 (the direct path: ~1e-6)."""
     if input_grad:
         return 'direct'
+    cost = _COSTS['train' if train else 'forward']
     n, s = geom.num_filters, geom.conv_stride
-    direct = batch * 2 * n * steps * geom.kernel_size * _NS_DIRECT_MAC
+    direct = batch * 2 * n * steps * geom.kernel_size * cost['direct_mac']
     size = _fft_length(steps, geom)
-    fft = batch * n * (size * _NS_FFT_BIN
-                       + size / s * math.log2(max(2, size // s)) * _NS_FFT_POINT_STAGE)
+    fft = batch * n * (size * cost['fft_bin'] + size / s * math.log2(max(2, size // s))
+                       * cost['fft_point_stage'])
     return 'fft' if fft < direct else 'direct'
 
 
@@ -143,8 +156,8 @@ _IM2COL_VALUES = 1 << 21
 
 class _StridedConv(torch.autograd.Function):
     """``conv1d`` of a one-channel signal with C filters and stride s whose weight gradient
-    is one batched matrix product with the unfolded input (2 to 4x faster on the CPU than
-    oneDNN's weight gradient for these shapes, measured at 1 thread).
+    is computed by :func:`_strided_weight_grad` (2 to 4x faster on the CPU than oneDNN's
+    weight gradient for these shapes).
 
     Forward: x (B, L), taps (C, 1, K) -> (B, C, (L - K) // s + 1).
     """
@@ -165,11 +178,33 @@ class _StridedConv(torch.autograd.Function):
                 grad, x[:, None], taps, None, [s], [0], [1], False, [0], 1,
                 [True, False, False])[0][:, 0]
         if ctx.needs_input_grad[1]:
-            frames = x.unfold(-1, K, s)[:, :grad.shape[-1]]       # (B, N, K), a view
-            if frames.numel() <= _IM2COL_VALUES:  # small: one copy, then one fast bmm
-                frames = frames.contiguous()
-            grad_taps = torch.matmul(grad, frames).sum(0)[:, None]
+            grad_taps = _strided_weight_grad(x, grad, s, K)[:, None]
         return grad_x, grad_taps, None
+
+
+#: _strided_weight_grad uses the polyphase form up to this many products
+_POLYPHASE_MAX = 8
+
+
+def _strided_weight_grad(x: torch.Tensor, grad: torch.Tensor, s: int, K: int) -> torch.Tensor:
+    """(C, K) gradient of the taps of a stride-s ``conv1d``: ``sum_{b, p} grad[b, :, p]
+    x[b, p s + k]``. x (B, L), grad (B, C, N).
+
+    Polyphase form when K spans at most :data:`_POLYPHASE_MAX` strides and x holds
+    ``(N + Q - 1) s`` samples (Q = ceil(K / s)): with x viewed as (B, L / s, s) rows of one
+    stride, taps ``q s ... q s + s - 1`` are one batched product with the rows ``q ... q + N - 1``,
+    a view: no copy of the (B, N, K) frames. Otherwise one batched product with the unfolded
+    frames, copied first when small (faster than the strided product then)."""
+    N = grad.shape[-1]
+    Q = -(-K // s)
+    if Q <= _POLYPHASE_MAX and x.shape[-1] >= (N + Q - 1) * s:
+        rows = x[:, :(N + Q - 1) * s].view(x.shape[0], N + Q - 1, s)
+        parts = [torch.matmul(grad, rows[:, q:q + N]).sum(0) for q in range(Q)]
+        return torch.cat(parts, 1)[:, :K]
+    frames = x.unfold(-1, K, s)[:, :N]                   # (B, N, K), a view
+    if frames.numel() <= _IM2COL_VALUES:
+        frames = frames.contiguous()
+    return torch.matmul(grad, frames).sum(0)
 
 
 def _fft_filters(re: torch.Tensor, im: torch.Tensor, size: int) -> torch.Tensor:
@@ -196,11 +231,10 @@ def _block(xseg: torch.Tensor, taps: torch.Tensor, spectra: Optional[torch.Tenso
     Returns:
         Tensor: (B, n, (steps - W) // P + 1).
     """
-    n, s, P, W = geom.num_filters, geom.conv_stride, geom.pool_stride, geom.window_size
+    s, P, W = geom.conv_stride, geom.pool_stride, geom.window_size
     frames = (steps - W) // P + 1
     if spectra is None:
-        length = (steps - 1) * s + geom.kernel_size
-        y = _StridedConv.apply(xseg[:, :length], taps, s)
+        y = _StridedConv.apply(xseg[:, :_direct_length(steps, geom)], taps, s)
         return modulus_pool(y, win, P, lo, hi, frames, False)
     spectrum = torch.view_as_real(torch.fft.fft(xseg[:, :spectra.shape[-1]]))
     prod = torch.ops.eleaf.spectral_fold_fwd(spectrum, torch.view_as_real(spectra), s)
@@ -216,7 +250,7 @@ def _padding(L: int, geom: GroupGeometry) -> Tuple[int, int]:
     frames = (steps_total - 1) // P + 1
     _, block = plan_blocks(1, frames, geom)
     block_steps = (block - 1) * P + W
-    seg_len = max(_fft_length(block_steps, geom), (block_steps - 1) * s + K)
+    seg_len = max(_fft_length(block_steps, geom), _direct_length(block_steps, geom))
     last_start = ((frames - 1) // block * block * P - W // 2) * s - K // 2
     return (W // 2) * s + K // 2, max(0, last_start + seg_len - L)
 
@@ -235,10 +269,11 @@ def _group(xp: torch.Tensor, offset: int, L: int, taps_re: torch.Tensor,
     frames = (steps_total - 1) // P + 1
     examples, block = plan_blocks(B, frames, geom)
     block_steps = (block - 1) * P + W
-    method = choose_method(examples, block_steps, geom,
-                           xp.requires_grad and torch.is_grad_enabled())
+    grad = torch.is_grad_enabled()
+    method = choose_method(examples, block_steps, geom, xp.requires_grad and grad,
+                           grad and any(t.requires_grad for t in (taps_re, taps_im, windows)))
     seg_len = (_fft_length(block_steps, geom) if method == 'fft'
-               else (block_steps - 1) * s + K)
+               else _direct_length(block_steps, geom))
 
     c = taps_re.shape[1] // 2
     re = taps_re[geom.start:geom.stop, c - h:c + h + 1]

@@ -113,6 +113,22 @@ def test_choose_method():
     assert gabor_cpu.choose_method(16, 200, GroupGeometry(0, 5, 80, 2, 281, 5)) == 'direct'
 
 
+@pytest.mark.parametrize('s, K', [(160, 505), (16, 65), (4, 221), (1, 5), (3, 3)])
+def test_strided_weight_grad_both_forms(s, K):
+    # polyphase (K spans at most 8 strides) and unfolded-frames forms against torch's
+    # conv1d weight gradient, float64
+    g = torch.Generator().manual_seed(s + K)
+    B, C, N = 3, 4, 37
+    Q = -(-K // s)
+    x = torch.randn(B, (N + Q - 1) * s, generator=g, dtype=torch.float64)
+    grad = torch.randn(B, C, N, generator=g, dtype=torch.float64)
+    expect = torch.nn.grad.conv1d_weight(x[:, None, :(N - 1) * s + K], (C, 1, K), grad,
+                                         stride=s)[:, 0]
+    for xx in (x, x[:, :(N - 1) * s + K]):  # the second is too short for the polyphase form
+        out = gabor_cpu._strided_weight_grad(xx, grad, s, K)
+        assert torch.allclose(out, expect, rtol=1e-12, atol=1e-12)
+
+
 def test_fft_size():
     for n in (1, 2, 7, 100, 16400, 16401, 100003):
         size = gabor_cpu.fft_size(n)
