@@ -1,4 +1,5 @@
-// Helpers shared by the CPU kernels of eleaf._C (compress.cpp, pcen.cpp, modulus_pool.cpp):
+// Helpers shared by the CPU kernels of eleaf._C (compress.cpp, pcen.cpp, modulus_pool.cpp,
+// spectral_product.cpp):
 // compiler macros and branch-free float building blocks. Header-only, host C++ (not included
 // by the CUDA sources).
 #pragma once
@@ -18,7 +19,8 @@
 // Function multiversioning: target_clones compiles one clone of a function per target, and an
 // ifunc resolver picks one at load time (x86-64 Linux). The targets decide the numerics (FMA
 // contraction, vector width of reductions), so each kernel file keeps its own list:
-//   ELEAF_MULTIVERSION          AVX-512F, AVX2, baseline (GCC)              modulus_pool.cpp
+//   ELEAF_MULTIVERSION          AVX-512F, AVX2, baseline (GCC)              modulus_pool.cpp,
+//                                                                           spectral_product.cpp
 //   ELEAF_CLONES_AVX2           AVX2, baseline (GCC, Clang)                 compress.cpp
 //   ELEAF_CLONES_X86_64_LEVELS  x86-64-v4 (AVX-512), v3 (AVX2 + FMA) and    pcen.cpp
 //                               baseline (GCC >= 11), else ELEAF_CLONES_AVX2

@@ -20,7 +20,8 @@
 // The reference composition ``(x[:, None] * h).view(B, n, s, M).sum(2)`` writes the full
 // (B, n, N) product; here each output is accumulated in registers. Parallel over filters
 // (forward, grad_h) or examples (grad_x): every output element is written by one thread,
-// with a fixed summation order (deterministic). float32 (complex64) and float64.
+// with a fixed summation order (deterministic). float32 (complex64) and float64. The inner
+// loops are compiled for AVX-512, AVX2 and baseline x86-64 (cpu_math.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -31,8 +32,59 @@
 #include <cstdint>
 #include <tuple>
 
+#include "cpu_math.h"
+
 namespace eleaf {
 namespace {
+
+// z[k] += x[k] h[k] (complex, interleaved re/im), k < M
+template <typename T>
+ELEAF_ALWAYS_INLINE void cmul_add(const T* __restrict x, const T* __restrict h,
+                                  T* __restrict z, int64_t M) {
+  for (int64_t k = 0; k < M; ++k) {
+    const T xr = x[2 * k], xi = x[2 * k + 1], hr = h[2 * k], hi = h[2 * k + 1];
+    z[2 * k] += xr * hr - xi * hi;
+    z[2 * k + 1] += xr * hi + xi * hr;
+  }
+}
+
+// o[k] += conj(a[k]) g[k] (complex, interleaved re/im), k < M
+template <typename T>
+ELEAF_ALWAYS_INLINE void cmul_conj_add(const T* __restrict a, const T* __restrict g,
+                                       T* __restrict o, int64_t M) {
+  for (int64_t k = 0; k < M; ++k) {
+    const T ar = a[2 * k], ai = a[2 * k + 1], gr = g[2 * k], gi = g[2 * k + 1];
+    o[2 * k] += ar * gr + ai * gi;
+    o[2 * k + 1] += ar * gi - ai * gr;
+  }
+}
+
+// the loops above compiled for AVX-512, AVX2 and baseline x86-64 (see cpu_math.h)
+ELEAF_MULTIVERSION void cmul_add_f32(const float* x, const float* h, float* z, int64_t M) {
+  cmul_add(x, h, z, M);
+}
+ELEAF_MULTIVERSION void cmul_add_f64(const double* x, const double* h, double* z, int64_t M) {
+  cmul_add(x, h, z, M);
+}
+ELEAF_MULTIVERSION void cmul_conj_add_f32(const float* a, const float* g, float* o, int64_t M) {
+  cmul_conj_add(a, g, o, M);
+}
+ELEAF_MULTIVERSION void cmul_conj_add_f64(const double* a, const double* g, double* o,
+                                          int64_t M) {
+  cmul_conj_add(a, g, o, M);
+}
+inline void cmul_add_any(const float* x, const float* h, float* z, int64_t M) {
+  cmul_add_f32(x, h, z, M);
+}
+inline void cmul_add_any(const double* x, const double* h, double* z, int64_t M) {
+  cmul_add_f64(x, h, z, M);
+}
+inline void cmul_conj_add_any(const float* a, const float* g, float* o, int64_t M) {
+  cmul_conj_add_f32(a, g, o, M);
+}
+inline void cmul_conj_add_any(const double* a, const double* g, double* o, int64_t M) {
+  cmul_conj_add_f64(a, g, o, M);
+}
 
 struct Dims {
   int64_t B, n, N, M, s;
@@ -64,13 +116,7 @@ void fold_fwd(const T* x, const T* h, T* z, const Dims& d) {
           zo[2 * k + 1] = 0;
         }
         for (int64_t j = 0; j < d.s; ++j) {
-          const T* xs = xb + 2 * j * d.M;
-          const T* hs = hf + 2 * j * d.M;
-          for (int64_t k = 0; k < d.M; ++k) {
-            const T xr = xs[2 * k], xi = xs[2 * k + 1], hr = hs[2 * k], hi = hs[2 * k + 1];
-            zo[2 * k] += xr * hr - xi * hi;
-            zo[2 * k + 1] += xr * hi + xi * hr;
-          }
+          cmul_add_any(xb + 2 * j * d.M, hf + 2 * j * d.M, zo, d.M);
         }
       }
     }
@@ -92,13 +138,7 @@ void fold_bwd(const T* a, const T* g, T* out, int64_t rows, int64_t others, bool
         const int64_t gi = g_row_major ? (r * others + q) : (q * rows + r);
         const T* gq = g + 2 * gi * d.M;
         for (int64_t j = 0; j < d.s; ++j) {
-          const T* as = aq + 2 * j * d.M;
-          T* os = o + 2 * j * d.M;
-          for (int64_t k = 0; k < d.M; ++k) {
-            const T ar = as[2 * k], ai = as[2 * k + 1], gr = gq[2 * k], gim = gq[2 * k + 1];
-            os[2 * k] += ar * gr + ai * gim;
-            os[2 * k + 1] += ar * gim - ai * gr;
-          }
+          cmul_conj_add_any(aq + 2 * j * d.M, gq, o + 2 * j * d.M, d.M);
         }
       }
     }
