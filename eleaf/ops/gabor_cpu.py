@@ -63,6 +63,9 @@ SUPPORTED_DTYPES = (torch.float32, torch.float64)
 # groups and LEAF (2-core x86, 2 threads, torch 2.13, float32, 16 x 1 s), for the forward alone
 # and for forward + backward: the direct convolution per real multiply-add; the FFT path per
 # spectrum bin and filter (product, fold, pooling) and per inverse-FFT point and stage
+#: FFT lengths up to this were measured for _COSTS (EfficientLEAF 4G at 2 x 8 s, with
+#: transforms of ~10^6 points, trained 20 % slower with the FFT path than with direct)
+_FFT_CALIBRATED = 1 << 15
 _COSTS = {'forward': dict(direct_mac=0.018, fft_bin=1.25, fft_point_stage=0.185),
           'train': dict(direct_mac=0.055, fft_bin=2.0, fft_point_stage=0.48)}
 
@@ -132,6 +135,8 @@ def choose_method(batch: int, steps: int, geom: GroupGeometry, input_grad: bool 
     size = _fft_length(steps, geom)
     fft = batch * n * (size * cost['fft_bin'] + size / s * math.log2(max(2, size // s))
                        * cost['fft_point_stage'])
+    if size > _FFT_CALIBRATED:  # long transforms leave the caches (factor fitted to 4G, 2 x 8 s)
+        fft *= 2
     return 'fft' if fft < direct else 'direct'
 
 

@@ -111,6 +111,13 @@ def test_choose_method():
     assert gabor_cpu.choose_method(16, 16400, leaf, input_grad=True) == 'direct'
     assert gabor_cpu.choose_method(16, 16400, GroupGeometry(0, 10, 1, 160, 15, 401)) == 'direct'
     assert gabor_cpu.choose_method(16, 200, GroupGeometry(0, 5, 80, 2, 281, 5)) == 'direct'
+    # training: the FFT's cheaper backward wins for 4G's strided group at 1 s, not for the
+    # transforms of ~10^5 points of 8 s blocks
+    strided = GroupGeometry(0, 10, 4, 40, 221, 101)
+    assert gabor_cpu.choose_method(16, 4141, strided, train=True) == 'fft'
+    assert gabor_cpu.choose_method(16, 4141, strided, train=False) == 'direct'
+    assert gabor_cpu.choose_method(2, 32061, strided, train=True) == 'direct'
+    assert gabor_cpu.choose_method(1, 26000, leaf, train=True) == 'fft'
 
 
 @pytest.mark.parametrize('s, K', [(160, 505), (16, 65), (4, 221), (1, 5), (3, 3)])
