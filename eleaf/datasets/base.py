@@ -3,10 +3,12 @@
 Item ``i``: (waveform float32 tensor (1, L) at ``sample_rate`` Hz, label int).
 
 **Unreadable files.** A recording that cannot be used (missing, malformed, empty, non-finite
-samples; see :func:`~eleaf.datasets.audio.load_audio`) does not stop an epoch: the item is the
-next readable recording of the same split (indices ``i + 1, i + 2, ...``, wrapping around),
-with *that* recording's label, so every item stays a true (audio, label) pair and the split
-keeps its length. The choice only depends on which files are readable, so it is the same in
+samples; see :func:`~eleaf.datasets.audio.load_audio`) does not stop an epoch. In the training
+split the item is the next readable recording of the same split (indices ``i + 1, i + 2,
+...``, wrapping around), with *that* recording's label, so every item stays a true (audio,
+label) pair and the split keeps its length. In the validation and test splits
+(``skip_unreadable``) the item is an empty waveform (1, 0): the evaluation skips it, so no
+recording is counted twice and the metrics are over the readable recordings. The choice only depends on which files are readable, so it is the same in
 every epoch, worker and process. Each unreadable file is logged once (a warning on the
 ``eleaf.datasets`` logger) and remembered in :attr:`AudioDataset.unreadable`, so it is not
 read again. With ``DataLoader`` workers, each worker process keeps its own record (and logs
@@ -57,12 +59,16 @@ class AudioDataset(Dataset):
         sample_rate: output rate in Hz (files at other rates are resampled).
         max_length: keep only the first ``max_length`` samples of each recording (None: all).
         name: for messages, e.g. 'CREMAD val'.
+        skip_unreadable: an unreadable recording's item is an empty waveform (1, 0) with its
+            own label (evaluation skips it) instead of the next readable recording.
     Attributes:
         unreadable (dict): {path: reason} of the files found unreadable so far.
     """
 
     def __init__(self, records: Sequence[Record], classes: Sequence[str],
-                 sample_rate: int = 16000, max_length: Optional[int] = None, name: str = ''):
+                 sample_rate: int = 16000, max_length: Optional[int] = None, name: str = '',
+                 skip_unreadable: bool = False):
+        self.skip_unreadable = skip_unreadable
         self.records = list(records)
         self.classes = tuple(classes)
         self.sample_rate = sample_rate
@@ -94,14 +100,19 @@ class AudioDataset(Dataset):
             return self.load(index)
         except AudioError as exc:
             self.unreadable[path] = exc.reason
-            logger.warning('%s: skipping unreadable file %s (%s); its items are replaced by '
-                           'the next readable recording (%d unreadable file(s) so far)',
-                           self.name or 'data set', path, exc.reason, len(self.unreadable))
+            logger.warning('%s: skipping unreadable file %s (%s); %s (%d unreadable file(s) '
+                           'so far)', self.name or 'data set', path, exc.reason,
+                           'the evaluation leaves it out' if self.skip_unreadable else
+                           'its items are replaced by the next readable recording',
+                           len(self.unreadable))
             return None
 
     def __getitem__(self, index: int):
         if not 0 <= index < len(self.records):
             raise IndexError(index)
+        if self.skip_unreadable:
+            x = self._try(index)
+            return (x if x is not None else torch.zeros(1, 0)), self.records[index].label
         for step in range(len(self.records)):
             j = (index + step) % len(self.records)
             x = self._try(j)
@@ -148,5 +159,6 @@ def make_splits(name: str, found: Collection, sample_rate: int,
         if not found.splits[split]:
             raise DataError('%s: the %s split has no recordings' % (name, split))
         out.append(AudioDataset(found.splits[split], found.classes, sample_rate,
-                                max_lengths.get(split), name='%s %s' % (name, split)))
+                                max_lengths.get(split), name='%s %s' % (name, split),
+                                skip_unreadable=split != 'train'))
     return tuple(out)

@@ -443,8 +443,9 @@ def format_report(report: Report, max_files: int = 20) -> str:
                                                                    for s in SPLITS)))
     lines += ['note: %s' % n for n in report.notes]
     lines.append('unreadable files: %d%s' % (len(report.unreadable),
-                                             ' (eleaf train replaces their items by the next '
-                                             'readable recording)' if report.unreadable
+                                             ' (eleaf train replaces them by the next readable '
+                                             'recording in training and leaves them out of '
+                                             'the evaluation)' if report.unreadable
                                              else ''))
     lines += ['  %s: %s' % item for item in report.unreadable[:max_files]]
     if len(report.unreadable) > max_files:

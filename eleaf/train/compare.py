@@ -147,7 +147,7 @@ def plot_comparison(runs: dict, out_dir: str):
 
     a = next(iter(runs.values()))
     _, _, test_set, _ = data_lib.build_datasets(a)
-    windows, label, _ = data_lib.EvalWindows(test_set, a.input_size)[0]
+    windows, label = data_lib.first_windows(test_set, a.input_size)
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
     for ax, (name, model) in zip(axes[0], models.items()):
         with torch.no_grad():

@@ -17,8 +17,8 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 __all__ = ['SYNTHETIC_CLASSES', 'PAPER_DATASETS', 'SyntheticDataset', 'TrainCrops',
            'EvalWindows', 'align_sample', 'loudness_normalization', 'collate_train',
-           'collate_eval', 'EpochSampler', 'ShardSampler', 'build_datasets', 'build_loaders',
-           'DataError']
+           'collate_eval', 'first_windows', 'EpochSampler', 'ShardSampler', 'build_datasets',
+           'build_loaders', 'DataError']
 
 SAMPLE_RATE = 16000
 
@@ -217,7 +217,9 @@ class EvalWindows(Dataset):
     each normalised on its own; an incomplete tail is dropped unless the recording is
     shorter than one window, which is then zero-padded (the original's ``eval_pad='drop'``).
 
-    Item: (windows (N, 1, input_size), label, index).
+    Item: (windows (N, 1, input_size), label, index); N = 0 for an empty recording (an
+    unreadable file of the paper's data sets, see :mod:`eleaf.datasets.base`), which the
+    evaluation leaves out.
     """
 
     def __init__(self, dataset: Dataset, input_size: int):
@@ -230,6 +232,8 @@ class EvalWindows(Dataset):
     def __getitem__(self, index):
         x, label = self.dataset[index]
         x = x.float()
+        if x.shape[-1] == 0:
+            return x.new_zeros(0, 1, self.input_size), label, index
         n = max(1, x.shape[-1] // self.input_size)
         windows = [loudness_normalization(align_sample(x, self.input_size, i * self.input_size))
                    for i in range(n)]
@@ -341,6 +345,17 @@ def build_loaders(args, train_set: Dataset, val_set: Dataset, test_set: Dataset,
     return (train_loader,) + tuple(eval_loaders) + (sampler,)
 
 
+def first_windows(dataset: Dataset, input_size: int):
+    """(windows (N, 1, input_size), label) of the first recording with at least one window."""
+    windows = EvalWindows(dataset, input_size)
+    for i in range(len(windows)):
+        item = windows[i]
+        if item[0].shape[0] > 0:
+            return item[0], item[1]
+    raise DataError('no recording of the data set is readable')
+
+
 def frontend_example(dataset: Dataset, input_size: int) -> torch.Tensor:
-    """(1, 1, input_size) first window of the first recording, normalised: for images."""
-    return EvalWindows(dataset, input_size)[0][0][:1]
+    """(1, 1, input_size) first window of the first readable recording, normalised: for
+    images."""
+    return first_windows(dataset, input_size)[0][:1]

@@ -138,15 +138,20 @@ def evaluate(network: torch.nn.Module, loader, criterion, info: DistInfo,
 
     Args:
         network: the unwrapped model (never the DDP wrapper: shards differ in size).
-        loader: yields (windows (N, 1, L), labels (B,), counts (B,), indices (B,)).
+        loader: yields (windows (N, 1, L), labels (B,), counts (B,), indices (B,)); a
+            recording with count 0 (an unreadable file) is left out.
         chunk (int): most windows per forward.
     Returns:
-        (mean loss, accuracy, number of recordings), over all ranks.
+        (mean loss, accuracy, number of recordings evaluated), over all ranks.
     """
     network.eval()
     device = info.device
     loss_sum = correct = count = 0.
     for windows, labels, counts, _ in loader:
+        if not bool((counts > 0).all()):
+            labels, counts = labels[counts > 0], counts[counts > 0]
+            if len(labels) == 0:
+                continue
         windows = windows.to(device, non_blocking=True)
         labels = labels.to(device)
         counts = counts.to(device)

@@ -11,7 +11,8 @@ import soundfile as sf
 import torch
 
 from eleaf.datasets import registry
-from eleaf.train.data import DataError, build_datasets
+from eleaf.datasets.base import AudioDataset
+from eleaf.train.data import DataError, EvalWindows, build_datasets
 
 from . import fake_layouts
 from .helpers import dominant_frequency, original_grouped_split
@@ -98,28 +99,42 @@ def test_items_are_float32_waveforms_and_labels(copies, name):
         for i in range(len(ds)):
             x, label = ds[i]
             assert x.dtype == torch.float32 and x.ndim == 2 and x.shape[0] == 1
-            assert x.shape[1] > 0 and isinstance(label, int)
+            assert isinstance(label, int)
+            # only the corrupt file of an evaluation split is empty (left out there)
+            empty = ds.skip_unreadable and ds.records[i].path == fake.corrupt
+            assert (x.shape[1] == 0) == empty
 
 
 @pytest.mark.parametrize('name', registry.NAMES)
-def test_corrupt_file_is_replaced_by_the_next_recording_and_counted(tmp_path, caplog, name):
+def test_corrupt_file_is_replaced_in_training_and_left_out_in_evaluation(tmp_path, caplog,
+                                                                         name):
     fake = fake_layouts.MAKERS[name](str(tmp_path))
     sets = registry.build(name, fake.data_path)[:3]
+    assert [ds.skip_unreadable for ds in sets] == [False, True, True]
     ds = next(ds for ds in sets if fake.corrupt in [r.path for r in ds.records])
     i = [r.path for r in ds.records].index(fake.corrupt)
     j = (i + 1) % len(ds)
+    # the same recordings as a training split: the next readable recording, its label
+    train_like = AudioDataset(ds.records, ds.classes, name='train-like')
     with caplog.at_level(logging.WARNING, logger='eleaf'):
-        x, label = ds[i]
-        again, _ = ds[i]
+        x, label = train_like[i]
+        again, _ = train_like[i]
     assert label == ds.records[j].label
     reference = sf.read(ds.records[j].path, dtype='float32', always_2d=True)[0]
     assert x.shape[1] > 0 and torch.equal(x, again)
     if sf.info(ds.records[j].path).samplerate == 16000 and name != 'BIRDCLEF2021':
         np.testing.assert_allclose(x[0].numpy(), reference.mean(axis=1), atol=1e-6)
-    assert ds.num_unreadable == 1 and list(ds.unreadable) == [fake.corrupt]
+    assert train_like.num_unreadable == 1 and list(train_like.unreadable) == [fake.corrupt]
     warnings = [r for r in caplog.records if fake.corrupt in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
-    assert all(d.num_unreadable == 0 for d in sets if d is not ds)
+    # as an evaluation split: an empty waveform with its own label, no windows to evaluate
+    eval_like = AudioDataset(ds.records, ds.classes, name='eval-like', skip_unreadable=True)
+    x, label = eval_like[i]
+    assert x.shape == (1, 0) and label == ds.records[i].label
+    windows, label, index = EvalWindows(eval_like, 2000)[i]
+    assert windows.shape == (0, 1, 2000) and index == i
+    assert eval_like.num_unreadable == 1
+    assert all(d.num_unreadable == 0 for d in sets)  # nothing was read through them
 
 
 @pytest.mark.parametrize('name', registry.NAMES)
