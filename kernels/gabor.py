@@ -80,6 +80,45 @@ def _round_tf32(v):
 
 
 @triton.jit
+def _block_row(tab_ptr, fb, NCOL: tl.constexpr):
+    """Row ``fb`` of the filter-block table: (f_out, nb, s, P, K, W, tap_re, tap_im, win0,
+    group, loc, n), the columns ``TAB_*`` in order."""
+    row = tab_ptr + fb * NCOL
+    return (tl.load(row + 0), tl.load(row + 1), tl.load(row + 2), tl.load(row + 3),
+            tl.load(row + 4), tl.load(row + 5), tl.load(row + 6), tl.load(row + 7),
+            tl.load(row + 8), tl.load(row + 9), tl.load(row + 10), tl.load(row + 11))
+
+
+@triton.jit
+def _conv_tile(re, im, x_b, stride_xl, base, rvalid, taps_ptr, tap_re, tap_im, fo, fmask,
+               j_lo, j_hi, K, L, BLOCK_K: tl.constexpr, LOWP: tl.constexpr,
+               PRECISION: tl.constexpr):
+    """(re, im) plus the real and imaginary Gabor responses of a tile of convolution rows:
+    row i reads the input samples ``base[i] + j`` (zero outside [0, L) and for rows not
+    ``rvalid``) for the taps j in [j_lo, j_hi) (chunks of BLOCK_K; j_lo a multiple of it);
+    the taps of filter ``fo`` start at ``tap_re`` / ``tap_im`` + fo K. [rows, BLOCK_F] fp32."""
+    jj = tl.arange(0, BLOCK_K)
+    for j0 in range(j_lo, j_hi, BLOCK_K):
+        j = j0 + jj
+        jmask = j < K
+        idx = base[:, None] + j[None, :]
+        xmask = rvalid[:, None] & jmask[None, :] & (idx >= 0) & (idx < L)
+        xt = tl.load(x_b + idx.to(tl.int64) * stride_xl, mask=xmask, other=0.)
+        hmask = jmask[:, None] & fmask[None, :]
+        hoff = fo[None, :] * K + j[:, None]
+        hr = tl.load(taps_ptr + tap_re + hoff, mask=hmask, other=0.)
+        hi = tl.load(taps_ptr + tap_im + hoff, mask=hmask, other=0.)
+        if LOWP:
+            re = tl.dot(xt, hr.to(xt.dtype), re)
+            im = tl.dot(xt, hi.to(xt.dtype), im)
+        else:
+            xt = xt.to(tl.float32)
+            re = tl.dot(xt, hr, re, input_precision=PRECISION)
+            im = tl.dot(xt, hi, im, input_precision=PRECISION)
+    return re, im
+
+
+@triton.jit
 def _gabor_fwd_kernel(
     x_ptr, taps_ptr, win_ptr, out_ptr, tab_ptr,
     L, T, STEP, stride_xb, stride_xl, stride_ob, stride_of, stride_ot,
@@ -104,16 +143,7 @@ def _gabor_fwd_kernel(
     pid_t = tl.program_id(0)
     fb = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    row = tab_ptr + fb * NCOL
-    f_out = tl.load(row + 0)
-    nb = tl.load(row + 1)
-    s = tl.load(row + 2)
-    P = tl.load(row + 3)
-    K = tl.load(row + 4)
-    W = tl.load(row + 5)
-    tap_re = tl.load(row + 6)
-    tap_im = tl.load(row + 7)
-    win0 = tl.load(row + 8)
+    (f_out, nb, s, P, K, W, tap_re, tap_im, win0, _, _, _) = _block_row(tab_ptr, fb, NCOL)
 
     N = (L - 1) // s + 1
     H = s * P
@@ -127,7 +157,6 @@ def _gabor_fwd_kernel(
     tau_u = t0 + u
     fo = tl.arange(0, BLOCK_F)
     fmask = fo < nb
-    jj = tl.arange(0, BLOCK_K)
     qq = tl.arange(0, QMAX)
     x_b = x_ptr + b * stride_xb
     x_row = tau_u * H - hw * s - hk   # sample of tap j = 0 at row u, phase r = 0
@@ -141,25 +170,10 @@ def _gabor_fwd_kernel(
         b_hi = b_lo + (u_end - 1) * H
         j_lo = (tl.maximum(-b_hi, 0) // BLOCK_K) * BLOCK_K
         j_hi = tl.minimum(K, L - b_lo)
-        re = tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32)
-        im = tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32)
-        for j0 in range(j_lo, j_hi, BLOCK_K):
-            j = j0 + jj
-            jmask = j < K
-            idx = base[:, None] + j[None, :]
-            xmask = rvalid[:, None] & jmask[None, :] & (idx >= 0) & (idx < L)
-            xt = tl.load(x_b + idx.to(tl.int64) * stride_xl, mask=xmask, other=0.)
-            hmask = jmask[:, None] & fmask[None, :]
-            hoff = fo[None, :] * K + j[:, None]
-            hr = tl.load(taps_ptr + tap_re + hoff, mask=hmask, other=0.)
-            hi = tl.load(taps_ptr + tap_im + hoff, mask=hmask, other=0.)
-            if LOWP:
-                re = tl.dot(xt, hr.to(xt.dtype), re)
-                im = tl.dot(xt, hi.to(xt.dtype), im)
-            else:
-                xt = xt.to(tl.float32)
-                re = tl.dot(xt, hr, re, input_precision=PRECISION)
-                im = tl.dot(xt, hi, im, input_precision=PRECISION)
+        re, im = _conv_tile(tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32),
+                            tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32), x_b, stride_xl,
+                            base, rvalid, taps_ptr, tap_re, tap_im, fo, fmask, j_lo, j_hi,
+                            K, L, BLOCK_K, LOWP, PRECISION)
         e = re * re + im * im
         k = qq * P + r
         wmask = (k < W)[:, None] & fmask[None, :]
@@ -198,19 +212,7 @@ def _gabor_bwd_rows_kernel(
     pid_m = tl.program_id(0)
     fb = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    row = tab_ptr + fb * NCOL
-    f_out = tl.load(row + 0)
-    nb = tl.load(row + 1)
-    s = tl.load(row + 2)
-    P = tl.load(row + 3)
-    K = tl.load(row + 4)
-    W = tl.load(row + 5)
-    tap_re = tl.load(row + 6)
-    tap_im = tl.load(row + 7)
-    win0 = tl.load(row + 8)
-    grp = tl.load(row + 9)
-    loc = tl.load(row + 10)
-    n = tl.load(row + 11)
+    (f_out, nb, s, P, K, W, tap_re, tap_im, win0, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
 
     N = (L - 1) // s + 1
     m0 = pid_m * BLOCK_M
@@ -223,31 +225,15 @@ def _gabor_bwd_rows_kernel(
     m_last = tl.minimum(m0 + BLOCK_M, N) - 1
     fo = tl.arange(0, BLOCK_F)
     fmask = fo < nb
-    jj = tl.arange(0, BLOCK_K)
     x_b = x_ptr + b * stride_xb
     base = m * s - hk
     j_lo = (tl.maximum(hk - m_last * s, 0) // BLOCK_K) * BLOCK_K
     j_hi = tl.minimum(K, L - (m0 * s - hk))
 
-    re = tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32)
-    im = tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32)
-    for j0 in range(j_lo, j_hi, BLOCK_K):
-        j = j0 + jj
-        jmask = j < K
-        idx = base[:, None] + j[None, :]
-        xmask = rvalid[:, None] & jmask[None, :] & (idx >= 0) & (idx < L)
-        xt = tl.load(x_b + idx.to(tl.int64) * stride_xl, mask=xmask, other=0.)
-        hmask = jmask[:, None] & fmask[None, :]
-        hoff = fo[None, :] * K + j[:, None]
-        hr = tl.load(taps_ptr + tap_re + hoff, mask=hmask, other=0.)
-        hi = tl.load(taps_ptr + tap_im + hoff, mask=hmask, other=0.)
-        if LOWP:
-            re = tl.dot(xt, hr.to(xt.dtype), re)
-            im = tl.dot(xt, hi.to(xt.dtype), im)
-        else:
-            xt = xt.to(tl.float32)
-            re = tl.dot(xt, hr, re, input_precision=PRECISION)
-            im = tl.dot(xt, hi, im, input_precision=PRECISION)
+    re, im = _conv_tile(tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32),
+                        tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32), x_b, stride_xl, base,
+                        rvalid, taps_ptr, tap_re, tap_im, fo, fmask, j_lo, j_hi, K, L, BLOCK_K,
+                        LOWP, PRECISION)
 
     # transposed pooling: frames tau = tau_hi - q with 0 <= m + W//2 - tau P < W
     g_b = g_ptr + b * stride_gb
@@ -298,16 +284,7 @@ def _gabor_bwd_window_kernel(
     pid_r = tl.program_id(0)
     fb = tl.program_id(1)
     pid_s = tl.program_id(2)
-    row = tab_ptr + fb * NCOL
-    f_out = tl.load(row + 0)
-    nb = tl.load(row + 1)
-    s = tl.load(row + 2)
-    P = tl.load(row + 3)
-    W = tl.load(row + 5)
-    win0 = tl.load(row + 8)
-    grp = tl.load(row + 9)
-    loc = tl.load(row + 10)
-    n = tl.load(row + 11)
+    (f_out, nb, s, P, _, W, _, _, win0, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
 
     r0 = pid_r * BLOCK_R
     if r0 >= P:
@@ -362,16 +339,7 @@ def _gabor_bwd_window_loop_kernel(
     pid_t = tl.program_id(0)
     fb = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    row = tab_ptr + fb * NCOL
-    f_out = tl.load(row + 0)
-    nb = tl.load(row + 1)
-    s = tl.load(row + 2)
-    P = tl.load(row + 3)
-    W = tl.load(row + 5)
-    win0 = tl.load(row + 8)
-    grp = tl.load(row + 9)
-    loc = tl.load(row + 10)
-    n = tl.load(row + 11)
+    (f_out, nb, s, P, _, W, _, _, win0, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
 
     N = (L - 1) // s + 1
     hw = W // 2
@@ -416,15 +384,7 @@ def _gabor_bwd_taps_kernel(
     pid_b = tl.program_id(2)
     b = (pid_b // SPLIT).to(tl.int64)
     split = pid_b % SPLIT
-    row = tab_ptr + fb * NCOL
-    nb = tl.load(row + 1)
-    s = tl.load(row + 2)
-    K = tl.load(row + 4)
-    tap_re = tl.load(row + 6)
-    tap_im = tl.load(row + 7)
-    grp = tl.load(row + 9)
-    loc = tl.load(row + 10)
-    n = tl.load(row + 11)
+    (_, nb, s, _, K, _, tap_re, tap_im, _, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
 
     j0 = pid_j * BLOCK_K
     if j0 >= K:
@@ -476,15 +436,7 @@ def _gabor_bwd_input_kernel(
     pid_i = tl.program_id(0)
     fb = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    row = tab_ptr + fb * NCOL
-    nb = tl.load(row + 1)
-    s = tl.load(row + 2)
-    K = tl.load(row + 4)
-    tap_re = tl.load(row + 6)
-    tap_im = tl.load(row + 7)
-    grp = tl.load(row + 9)
-    loc = tl.load(row + 10)
-    n = tl.load(row + 11)
+    (_, nb, s, _, K, _, tap_re, tap_im, _, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
 
     N = (L - 1) // s + 1
     hk = K // 2
