@@ -23,7 +23,7 @@ import torch
 from ..datasets.audio import AudioError, load_audio
 from .options import UsageError, parse_device
 from ..train import checkpoint as ckpt_lib
-from ..train.data import align_sample, loudness_normalization
+from ..train.data import loudness_normalization, split_windows
 from ..train.model import (MAX_FREQ, MIN_FREQ, N_FILTERS, SAMPLE_RATE, WINDOW_LEN,
                            WINDOW_STRIDE, build_frontend)
 
@@ -139,35 +139,20 @@ def load_frontend(args):
     options = frontend_options(given, stored)
     frontend = build_frontend(Namespace(backend=args.backend, **vars(options)))
     if ckpt is not None:
-        prefix = '_frontend.'
-        state = {k[len(prefix):]: v for k, v in ckpt['network'].items()
-                 if k.startswith(prefix)}
-        if not state:
-            raise ckpt_lib.CheckpointError('checkpoint %r has no frontend parameters (no %s* '
-                                           "keys in 'network')" % (args.checkpoint, prefix))
-        ckpt_lib.load_network(frontend, state, args.checkpoint)
+        ckpt_lib.load_network(frontend, ckpt_lib.frontend_state(ckpt, args.checkpoint),
+                              args.checkpoint)
     return frontend.to(args.device).eval(), options, source
-
-
-def _windows(x: torch.Tensor, chunk, normalize: bool) -> torch.Tensor:
-    """(N, 1, L') inputs of the frontend from ``x`` (1, L): the whole file (N = 1), or
-    ``chunk``-sample windows as :class:`eleaf.train.data.EvalWindows` cuts them."""
-    if chunk is None:
-        windows = x[None]
-    else:
-        n = max(1, x.shape[-1] // chunk)
-        windows = torch.stack([align_sample(x, chunk, i * chunk) for i in range(n)])
-    if normalize:
-        windows = torch.stack([loudness_normalization(w) for w in windows])
-    return windows
 
 
 def compute_features(frontend, audio: np.ndarray, chunk=None, normalize: bool = True,
                      device='cpu') -> np.ndarray:
     """Features of ``audio`` (L,) at 16 kHz: float32 (C, F, T), or (N, C, F, T) for ``chunk``
     (samples). C is 2 with LogTBN's appended median-subtracted channel, else 1."""
-    windows = _windows(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None],
-                       chunk, normalize)
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
+    if chunk is None:  # the whole file
+        windows = (loudness_normalization(x) if normalize else x)[None]
+    else:  # as eleaf train cuts recordings for its evaluation
+        windows = split_windows(x, chunk, normalize)
     outputs = []
     with torch.no_grad():
         for window in windows:  # one at a time: memory grows with the file, not the batch

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 __all__ = ['CheckpointError', 'FORMAT', 'save_atomic', 'load_checkpoint', 'rng_state',
-           'set_rng_state', 'check_options', 'load_network', 'extract_frontend',
-           'is_original_format']
+           'set_rng_state', 'check_options', 'load_network', 'frontend_state',
+           'extract_frontend', 'is_original_format']
 
 #: version of eleaf's checkpoint entries
 FORMAT = 1
@@ -162,16 +162,21 @@ def load_network(network: torch.nn.Module, state_dict: dict, path: str):
     network.load_state_dict(state_dict, strict=True)
 
 
-def extract_frontend(ckpt_path: str, out_path: str, trust: bool = False) -> dict:
-    """Write the frontend's state_dict (the ``_frontend.*`` entries without the prefix) of a
-    checkpoint to ``out_path``; it loads with ``frontend.load_state_dict(torch.load(out))``.
-    Returns it."""
-    ckpt = load_checkpoint(ckpt_path, trust=trust)
+def frontend_state(ckpt: dict, ckpt_path: str) -> dict:
+    """The frontend's state_dict in a loaded checkpoint: its ``_frontend.*`` entries without
+    the prefix; CheckpointError if it has none."""
     prefix = '_frontend.'
     state = {k[len(prefix):]: v for k, v in ckpt['network'].items() if k.startswith(prefix)}
     if not state:
         raise CheckpointError('checkpoint %r has no frontend parameters (no %s* keys in '
                               "'network')" % (ckpt_path, prefix))
+    return state
+
+
+def extract_frontend(ckpt_path: str, out_path: str, trust: bool = False) -> dict:
+    """Write the frontend's state_dict (:func:`frontend_state`) of a checkpoint to
+    ``out_path``; it loads with ``frontend.load_state_dict(torch.load(out))``. Returns it."""
+    state = frontend_state(load_checkpoint(ckpt_path, trust=trust), ckpt_path)
     save_atomic(state, out_path)
     return state
 

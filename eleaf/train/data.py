@@ -16,9 +16,9 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 __all__ = ['SYNTHETIC_CLASSES', 'PAPER_DATASETS', 'SyntheticDataset', 'TrainCrops',
-           'EvalWindows', 'align_sample', 'loudness_normalization', 'collate_train',
-           'collate_eval', 'first_windows', 'EpochSampler', 'ShardSampler', 'build_datasets',
-           'build_loaders', 'DataError']
+           'EvalWindows', 'split_windows', 'align_sample', 'loudness_normalization',
+           'collate_train', 'collate_eval', 'first_windows', 'EpochSampler', 'ShardSampler',
+           'build_datasets', 'build_loaders', 'DataError']
 
 SAMPLE_RATE = 16000
 
@@ -234,10 +234,17 @@ class EvalWindows(Dataset):
         x = x.float()
         if x.shape[-1] == 0:
             return x.new_zeros(0, 1, self.input_size), label, index
-        n = max(1, x.shape[-1] // self.input_size)
-        windows = [loudness_normalization(align_sample(x, self.input_size, i * self.input_size))
-                   for i in range(n)]
-        return torch.stack(windows), label, index
+        return split_windows(x, self.input_size), label, index
+
+
+def split_windows(x: torch.Tensor, size: int, normalize: bool = True) -> torch.Tensor:
+    """(N, 1, size) consecutive non-overlapping windows of ``x`` (1, L), each loudness-
+    normalised on its own unless ``normalize`` is false; an incomplete tail is dropped unless
+    ``x`` is shorter than one window, which is then zero-padded (N = 1)."""
+    windows = [align_sample(x, size, i * size) for i in range(max(1, x.shape[-1] // size))]
+    if normalize:
+        windows = [loudness_normalization(w) for w in windows]
+    return torch.stack(windows)
 
 
 def collate_train(batch):
