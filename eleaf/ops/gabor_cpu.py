@@ -34,6 +34,7 @@ float32 and float64 (computed natively); others fall back to the reference.
 """
 import functools
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -247,66 +248,80 @@ def _block(xseg: torch.Tensor, taps: torch.Tensor, spectra: Optional[torch.Tenso
     return modulus_pool(y, win, P, lo, hi, frames, True)
 
 
-def _padding(L: int, geom: GroupGeometry) -> Tuple[int, int]:
-    """(left, right) zero padding of an input of L samples that covers every segment
-    :func:`_group` reads for this group."""
-    s, P, K, W = geom.conv_stride, geom.pool_stride, geom.kernel_size, geom.window_size
-    steps_total = (L - 1) // s + 1
-    frames = (steps_total - 1) // P + 1
-    _, block = plan_blocks(1, frames, geom)
-    block_steps = (block - 1) * P + W
-    seg_len = max(_fft_length(block_steps, geom), _direct_length(block_steps, geom))
-    last_start = ((frames - 1) // block * block * P - W // 2) * s - K // 2
-    return (W // 2) * s + K // 2, max(0, last_start + seg_len - L)
+@dataclass(frozen=True)
+class _GroupPlan:
+    """How one group of a call is computed: its convolution steps inside the signal and
+    frames, the block size (examples, frames; :func:`plan_blocks`), the method
+    (:func:`choose_method`), the input samples one block reads, and whether blocks are
+    recomputed in the backward pass."""
+    geom: GroupGeometry
+    steps_total: int
+    frames: int
+    examples: int
+    block: int
+    method: str
+    seg_len: int
+    recompute: bool
+
+    @staticmethod
+    def make(B: int, L: int, geom: GroupGeometry, input_grad: bool, train: bool):
+        s, P, W = geom.conv_stride, geom.pool_stride, geom.window_size
+        steps_total = (L - 1) // s + 1
+        frames = (steps_total - 1) // P + 1
+        examples, block = plan_blocks(B, frames, geom)
+        block_steps = (block - 1) * P + W
+        method = choose_method(examples, block_steps, geom, input_grad, train)
+        seg_len = (_fft_length(block_steps, geom) if method == 'fft'
+                   else _direct_length(block_steps, geom))
+        recompute = ((input_grad or train)
+                     and 2 * B * geom.num_filters * steps_total > CHECKPOINT_VALUES)
+        return _GroupPlan(geom, steps_total, frames, examples, block, method, seg_len,
+                          recompute)
+
+    def padding(self, L: int) -> Tuple[int, int]:
+        """(left, right) zero padding of the L-sample input that covers every segment."""
+        g = self.geom
+        s, h = g.conv_stride, g.kernel_size // 2
+        last_start = ((self.frames - 1) // self.block * self.block * g.pool_stride
+                      - g.window_size // 2) * s - h
+        return (g.window_size // 2) * s + h, max(0, last_start + self.seg_len - L)
 
 
-def _group(xp: torch.Tensor, offset: int, L: int, taps_re: torch.Tensor,
-           taps_im: torch.Tensor, windows: torch.Tensor, geom: GroupGeometry) -> torch.Tensor:
+def _group(xp: torch.Tensor, offset: int, plan: _GroupPlan, taps_re: torch.Tensor,
+           taps_im: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
     """(B, n, T) pooled responses of one group from the zero-padded input ``xp`` (B, len):
-    sample i of the signal (L samples) is ``xp[:, offset + i]``. ``taps_re``, ``taps_im``:
-    (F, K_max) taps of all filters on one centred grid; ``windows``: (F, W_max) windows of all
-    filters, each starting at column 0."""
+    sample i of the signal is ``xp[:, offset + i]``. ``taps_re``, ``taps_im``: (F, K_max)
+    taps of all filters on one centred grid; ``windows``: (F, W_max) windows of all filters,
+    each starting at column 0."""
     B = xp.shape[0]
-    n, s, P, K, W = (geom.num_filters, geom.conv_stride, geom.pool_stride, geom.kernel_size,
-                     geom.window_size)
+    geom = plan.geom
+    s, P, K, W = geom.conv_stride, geom.pool_stride, geom.kernel_size, geom.window_size
     h = K // 2
-    steps_total = (L - 1) // s + 1                      # convolution steps inside the signal
-    frames = (steps_total - 1) // P + 1
-    examples, block = plan_blocks(B, frames, geom)
-    block_steps = (block - 1) * P + W
-    grad = torch.is_grad_enabled()
-    method = choose_method(examples, block_steps, geom, xp.requires_grad and grad,
-                           grad and any(t.requires_grad for t in (taps_re, taps_im, windows)))
-    seg_len = (_fft_length(block_steps, geom) if method == 'fft'
-               else _direct_length(block_steps, geom))
-
     c = taps_re.shape[1] // 2
     re = taps_re[geom.start:geom.stop, c - h:c + h + 1]
     im = taps_im[geom.start:geom.stop, c - h:c + h + 1]
     win = windows[geom.start:geom.stop, :W]
     taps = spectra = None
-    if method == 'fft':
-        spectra = _fft_filters(re, im, seg_len)
+    if plan.method == 'fft':
+        spectra = _fft_filters(re, im, plan.seg_len)
         if s > 1:  # the 1 / s of the fold (the inverse FFT of N / s points divides by N / s)
             spectra = spectra / s
     else:
         taps = torch.cat([re, im])[:, None]
 
     # the block of frames [t0, t1) starts at step p0 = t0 P - W//2, i.e. at sample p0 s - h
-    use_checkpoint = (2 * B * n * steps_total > CHECKPOINT_VALUES and torch.is_grad_enabled()
-                      and any(t.requires_grad for t in (xp, taps_re, taps_im, windows)))
     rows = []
-    for b0 in range(0, B, examples):
+    for b0 in range(0, B, plan.examples):
         outputs = []
-        for t0 in range(0, frames, block):
-            t1 = min(frames, t0 + block)
+        for t0 in range(0, plan.frames, plan.block):
+            t1 = min(plan.frames, t0 + plan.block)
             p0 = t0 * P - W // 2
             steps = (t1 - 1 - t0) * P + W
             start = p0 * s - h + offset
-            xseg = xp[b0:b0 + examples, start:start + seg_len]
-            lo, hi = max(0, -p0), min(steps, steps_total - p0)
+            xseg = xp[b0:b0 + plan.examples, start:start + plan.seg_len]
+            lo, hi = max(0, -p0), min(steps, plan.steps_total - p0)
             args = (xseg, taps, spectra, win, geom, steps, lo, hi)
-            outputs.append(checkpoint(_block, *args, use_reentrant=False) if use_checkpoint
+            outputs.append(checkpoint(_block, *args, use_reentrant=False) if plan.recompute
                            else _block(*args))
         rows.append(outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1))
     return rows[0] if len(rows) == 1 else torch.cat(rows, 0)
@@ -328,8 +343,11 @@ def gabor_filterbank_cpu(x: torch.Tensor, center_freqs: torch.Tensor,
     if x.dim() != 3 or x.shape[1] != 1:
         raise ValueError('gabor_filterbank: x must be (B, 1, L), got %s' % (tuple(x.shape),))
     dtype = torch.promote_types(x.dtype, center_freqs.dtype)
-    L = x.shape[-1]
-    pads = [_padding(L, geom) for geom in geometry]
+    B, L = x.shape[0], x.shape[-1]
+    grad = torch.is_grad_enabled()
+    train = grad and any(t.requires_grad for t in (center_freqs, bandwidths, pool_widths))
+    plans = [_GroupPlan.make(B, L, geom, grad and x.requires_grad, train) for geom in geometry]
+    pads = [plan.padding(L) for plan in plans]
     left, right = max(p[0] for p in pads), max(p[1] for p in pads)
     xp = F.pad(x[:, 0].to(dtype), (left, right))      # one padded copy for all groups
     # taps and windows of all groups at once (few ops, whatever the number of groups)
@@ -339,7 +357,7 @@ def gabor_filterbank_cpu(x: torch.Tensor, center_freqs: torch.Tensor,
                        for g in geometry])
     windows = gauss_windows_padded(sizes, pool_widths.to(dtype),
                                    max(g.window_size for g in geometry))
-    outputs = [_group(xp, left, L, taps_re, taps_im, windows, geom) for geom in geometry]
+    outputs = [_group(xp, left, plan, taps_re, taps_im, windows) for plan in plans]
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
 
 
