@@ -121,9 +121,9 @@ def test_choose_method():
 
 
 @pytest.mark.parametrize('s, K', [(160, 505), (16, 65), (4, 221), (1, 5), (3, 3)])
-def test_strided_weight_grad_both_forms(s, K):
-    # polyphase (K spans at most 8 strides) and unfolded-frames forms against torch's
-    # conv1d weight gradient, float64
+def test_strided_weight_grad_both_forms(monkeypatch, s, K):
+    # polyphase (K spans at most 8 strides) and unfolded-frames forms (copied when small,
+    # strided views when large) against torch's conv1d weight gradient, float64
     g = torch.Generator().manual_seed(s + K)
     B, C, N = 3, 4, 37
     Q = -(-K // s)
@@ -131,9 +131,11 @@ def test_strided_weight_grad_both_forms(s, K):
     grad = torch.randn(B, C, N, generator=g, dtype=torch.float64)
     expect = torch.nn.grad.conv1d_weight(x[:, None, :(N - 1) * s + K], (C, 1, K), grad,
                                          stride=s)[:, 0]
-    for xx in (x, x[:, :(N - 1) * s + K]):  # the second is too short for the polyphase form
-        out = gabor_cpu._strided_weight_grad(xx, grad, s, K)
-        assert torch.allclose(out, expect, rtol=1e-12, atol=1e-12)
+    for im2col_values in (gabor_cpu._IM2COL_VALUES, 0):
+        monkeypatch.setattr(gabor_cpu, '_IM2COL_VALUES', im2col_values)
+        for xx in (x, x[:, :(N - 1) * s + K]):  # the second is too short for the polyphase form
+            out = gabor_cpu._strided_weight_grad(xx, grad, s, K)
+            assert torch.allclose(out, expect, rtol=1e-12, atol=1e-12)
 
 
 def test_fft_size():
