@@ -36,6 +36,7 @@
 #include <torch/library.h>
 
 #include "cpu_math.h"
+#include "filterbank_rows.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -45,14 +46,19 @@
 namespace eleaf {
 namespace {
 
+// sum_i a[i] b[i] with 16 partial sums (one AVX-512 register of floats), added pairwise
 template <typename T>
 ELEAF_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
-  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  constexpr int L = 16;
+  T acc[L] = {};
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  for (; i + L <= n; i += L) {
+    for (int j = 0; j < L; ++j) acc[j] += a[i + j] * b[i + j];
   }
-  T sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (int w = L / 2; w > 0; w /= 2) {
+    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+  }
+  T sum = acc[0];
   for (; i < n; ++i) sum += a[i] * b[i];
   return sum;
 }
@@ -62,25 +68,29 @@ ELEAF_ALWAYS_INLINE void axpy(T alpha, const T* __restrict x, T* __restrict y, i
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-struct Geometry {
-  int64_t B, n, N, W, T, stride, lo, hi;
-};
-
-// One (b, f) row: re and im at steps p * step, p = 0 ... N - 1.
+// Whether re and im of a row are interleaved pairs (a view_as_real row: step 2, im = re + 1).
 template <typename T>
-struct Row {
-  const T* re;
-  const T* im;
-  int64_t step;
-};
+ELEAF_ALWAYS_INLINE bool pairs(const T* re, const T* im, int64_t step) {
+  return step == 2 && im == re + 1;
+}
 
-// e[p] = re^2 + im^2 on [lo, hi), 0 elsewhere
+// e[p] = re^2 + im^2 on [lo, hi), 0 elsewhere. The two memory layouts of the callers (pairs,
+// or planar rows of step 1) have their own loops, which the compiler vectorises.
 template <typename T>
 ELEAF_ALWAYS_INLINE void squared_modulus(const Row<T>& y, const Geometry& g, T* __restrict e) {
   std::fill(e, e + g.lo, T(0));
-  for (int64_t p = g.lo; p < g.hi; ++p) {
-    const T r = y.re[p * y.step], i = y.im[p * y.step];
-    e[p] = r * r + i * i;
+  if (pairs(y.re, y.im, y.step)) {
+    const T* __restrict z = y.re;
+    for (int64_t p = g.lo; p < g.hi; ++p) e[p] = z[2 * p] * z[2 * p] + z[2 * p + 1] * z[2 * p + 1];
+  } else if (y.step == 1) {
+    const T* __restrict re = y.re;
+    const T* __restrict im = y.im;
+    for (int64_t p = g.lo; p < g.hi; ++p) e[p] = re[p] * re[p] + im[p] * im[p];
+  } else {
+    for (int64_t p = g.lo; p < g.hi; ++p) {
+      const T r = y.re[p * y.step], i = y.im[p * y.step];
+      e[p] = r * r + i * i;
+    }
   }
   std::fill(e + g.hi, e + g.N, T(0));
 }
@@ -101,11 +111,22 @@ ELEAF_ALWAYS_INLINE void bwd_row(const T* gy, const Row<T>& y, const T* w, T* gw
     axpy(gy[t], w, a + t * g.stride, g.W);
     axpy(gy[t], e + t * g.stride, gw, g.W);
   }
-  for (int64_t p = 0; p < g.N; ++p) {
-    const bool inside = p >= g.lo && p < g.hi;
-    gre[p * gstep] = inside ? T(2) * a[p] * y.re[p * y.step] : T(0);
-    gim[p * gstep] = inside ? T(2) * a[p] * y.im[p * y.step] : T(0);
+  // gradient 2 a re, 2 a im on [lo, hi), 0 elsewhere
+  for (int64_t p = 0; p < g.lo; ++p) gre[p * gstep] = gim[p * gstep] = T(0);
+  if (pairs(y.re, y.im, y.step) && pairs<T>(gre, gim, gstep)) {
+    const T* __restrict z = y.re;
+    T* __restrict gz = gre;
+    for (int64_t p = g.lo; p < g.hi; ++p) {
+      gz[2 * p] = T(2) * a[p] * z[2 * p];
+      gz[2 * p + 1] = T(2) * a[p] * z[2 * p + 1];
+    }
+  } else {
+    for (int64_t p = g.lo; p < g.hi; ++p) {
+      gre[p * gstep] = T(2) * a[p] * y.re[p * y.step];
+      gim[p * gstep] = T(2) * a[p] * y.im[p * y.step];
+    }
   }
+  for (int64_t p = g.hi; p < g.N; ++p) gre[p * gstep] = gim[p * gstep] = T(0);
 }
 
 ELEAF_MULTIVERSION void fwd_row_f32(const Row<float>& y, const float* w, float* out, float* e,
@@ -125,25 +146,6 @@ ELEAF_MULTIVERSION void bwd_row_f64(const double* gy, const Row<double>& y, cons
                                     double* gw, double* gre, double* gim, int64_t gstep,
                                     double* e, double* a, const Geometry& g) {
   bwd_row(gy, y, w, gw, gre, gim, gstep, e, a, g);
-}
-
-inline void fwd_row_any(const Row<float>& y, const float* w, float* out, float* e,
-                        const Geometry& g) {
-  fwd_row_f32(y, w, out, e, g);
-}
-inline void fwd_row_any(const Row<double>& y, const double* w, double* out, double* e,
-                        const Geometry& g) {
-  fwd_row_f64(y, w, out, e, g);
-}
-inline void bwd_row_any(const float* gy, const Row<float>& y, const float* w, float* gw,
-                        float* gre, float* gim, int64_t gstep, float* e, float* a,
-                        const Geometry& g) {
-  bwd_row_f32(gy, y, w, gw, gre, gim, gstep, e, a, g);
-}
-inline void bwd_row_any(const double* gy, const Row<double>& y, const double* w, double* gw,
-                        double* gre, double* gim, int64_t gstep, double* e, double* a,
-                        const Geometry& g) {
-  bwd_row_f64(gy, y, w, gw, gre, gim, gstep, e, a, g);
 }
 
 // Row (b, f) of y: (B, 2n, N) with re in channel f and im in channel n + f, or (B, n, N, 2)
@@ -207,7 +209,7 @@ at::Tensor modulus_pool_fwd_cpu(const at::Tensor& y, const at::Tensor& win_, int
       std::vector<scalar_t> e(g.N);
       for (int64_t f = f0; f < f1; ++f) {
         for (int64_t b = 0; b < g.B; ++b) {
-          fwd_row_any(row_of(yp, y.strides(), interleaved, g.n, b, f), wp + f * g.W,
+          pool_row_fwd(row_of(yp, y.strides(), interleaved, g.n, b, f), wp + f * g.W,
                       op_ + (b * g.n + f) * g.T, e.data(), g);
         }
       }
@@ -246,7 +248,7 @@ std::tuple<at::Tensor, at::Tensor> modulus_pool_bwd_cpu(const at::Tensor& grad_,
       for (int64_t f = f0; f < f1; ++f) {
         for (int64_t b = 0; b < g.B; ++b) {
           Row<scalar_t> gr = row_of<scalar_t>(gyp, grad_y.strides(), interleaved, g.n, b, f);
-          bwd_row_any(gp + (b * g.n + f) * g.T, row_of(yp, y.strides(), interleaved, g.n, b, f),
+          pool_row_bwd(gp + (b * g.n + f) * g.T, row_of(yp, y.strides(), interleaved, g.n, b, f),
                       wp + f * g.W, gwp + f * g.W, const_cast<scalar_t*>(gr.re),
                       const_cast<scalar_t*>(gr.im), gr.step, e.data(), a.data(), g);
         }
@@ -257,6 +259,25 @@ std::tuple<at::Tensor, at::Tensor> modulus_pool_bwd_cpu(const at::Tensor& grad_,
 }
 
 }  // namespace
+
+void pool_row_fwd(const Row<float>& y, const float* w, float* out, float* e,
+                  const Geometry& g) {
+  fwd_row_f32(y, w, out, e, g);
+}
+void pool_row_fwd(const Row<double>& y, const double* w, double* out, double* e,
+                  const Geometry& g) {
+  fwd_row_f64(y, w, out, e, g);
+}
+void pool_row_bwd(const float* gy, const Row<float>& y, const float* w, float* gw, float* gre,
+                  float* gim, int64_t gstep, float* e, float* a, const Geometry& g) {
+  bwd_row_f32(gy, y, w, gw, gre, gim, gstep, e, a, g);
+}
+void pool_row_bwd(const double* gy, const Row<double>& y, const double* w, double* gw,
+                  double* gre, double* gim, int64_t gstep, double* e, double* a,
+                  const Geometry& g) {
+  bwd_row_f64(gy, y, w, gw, gre, gim, gstep, e, a, g);
+}
+
 }  // namespace eleaf
 
 TORCH_LIBRARY_FRAGMENT(eleaf, m) {

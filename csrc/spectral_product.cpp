@@ -33,9 +33,21 @@
 #include <tuple>
 
 #include "cpu_math.h"
+#include "filterbank_rows.h"
 
 namespace eleaf {
 namespace {
+
+// z[k] = x[k] h[k] (complex, interleaved re/im), k < M
+template <typename T>
+ELEAF_ALWAYS_INLINE void cmul(const T* __restrict x, const T* __restrict h, T* __restrict z,
+                              int64_t M) {
+  for (int64_t k = 0; k < M; ++k) {
+    const T xr = x[2 * k], xi = x[2 * k + 1], hr = h[2 * k], hi = h[2 * k + 1];
+    z[2 * k] = xr * hr - xi * hi;
+    z[2 * k + 1] = xr * hi + xi * hr;
+  }
+}
 
 // z[k] += x[k] h[k] (complex, interleaved re/im), k < M
 template <typename T>
@@ -60,6 +72,12 @@ ELEAF_ALWAYS_INLINE void cmul_conj_add(const T* __restrict a, const T* __restric
 }
 
 // the loops above compiled for AVX-512, AVX2 and baseline x86-64 (see cpu_math.h)
+ELEAF_MULTIVERSION void cmul_f32(const float* x, const float* h, float* z, int64_t M) {
+  cmul(x, h, z, M);
+}
+ELEAF_MULTIVERSION void cmul_f64(const double* x, const double* h, double* z, int64_t M) {
+  cmul(x, h, z, M);
+}
 ELEAF_MULTIVERSION void cmul_add_f32(const float* x, const float* h, float* z, int64_t M) {
   cmul_add(x, h, z, M);
 }
@@ -73,19 +91,6 @@ ELEAF_MULTIVERSION void cmul_conj_add_f64(const double* a, const double* g, doub
                                           int64_t M) {
   cmul_conj_add(a, g, o, M);
 }
-inline void cmul_add_any(const float* x, const float* h, float* z, int64_t M) {
-  cmul_add_f32(x, h, z, M);
-}
-inline void cmul_add_any(const double* x, const double* h, double* z, int64_t M) {
-  cmul_add_f64(x, h, z, M);
-}
-inline void cmul_conj_add_any(const float* a, const float* g, float* o, int64_t M) {
-  cmul_conj_add_f32(a, g, o, M);
-}
-inline void cmul_conj_add_any(const double* a, const double* g, double* o, int64_t M) {
-  cmul_conj_add_f64(a, g, o, M);
-}
-
 struct Dims {
   int64_t B, n, N, M, s;
 };
@@ -111,11 +116,8 @@ void fold_fwd(const T* x, const T* h, T* z, const Dims& d) {
       for (int64_t b = 0; b < d.B; ++b) {
         const T* xb = x + 2 * b * d.N;
         T* zo = z + 2 * (b * d.n + f) * d.M;
-        for (int64_t k = 0; k < d.M; ++k) {
-          zo[2 * k] = 0;
-          zo[2 * k + 1] = 0;
-        }
-        for (int64_t j = 0; j < d.s; ++j) {
+        cmul_any(xb, hf, zo, d.M);
+        for (int64_t j = 1; j < d.s; ++j) {
           cmul_add_any(xb + 2 * j * d.M, hf + 2 * j * d.M, zo, d.M);
         }
       }
@@ -195,6 +197,22 @@ std::tuple<at::Tensor, at::Tensor> spectral_fold_bwd_cpu(const at::Tensor& grad_
 }
 
 }  // namespace
+
+void cmul_any(const float* x, const float* h, float* z, int64_t M) { cmul_f32(x, h, z, M); }
+void cmul_any(const double* x, const double* h, double* z, int64_t M) { cmul_f64(x, h, z, M); }
+void cmul_add_any(const float* x, const float* h, float* z, int64_t M) {
+  cmul_add_f32(x, h, z, M);
+}
+void cmul_add_any(const double* x, const double* h, double* z, int64_t M) {
+  cmul_add_f64(x, h, z, M);
+}
+void cmul_conj_add_any(const float* a, const float* g, float* o, int64_t M) {
+  cmul_conj_add_f32(a, g, o, M);
+}
+void cmul_conj_add_any(const double* a, const double* g, double* o, int64_t M) {
+  cmul_conj_add_f64(a, g, o, M);
+}
+
 }  // namespace eleaf
 
 TORCH_LIBRARY_FRAGMENT(eleaf, m) {

@@ -14,8 +14,14 @@ K Gabor taps, s convolution stride, W pooling taps, P pooling stride, T frames):
    - ``'fft'``: one complex filter per Gabor filter, multiplied with the input's spectrum;
      a stride s > 1 is applied in the frequency domain by folding the spectrum onto N/s bins
      (``y[m s] = ifft_{N/s}(sum_j Y[k + j N/s]) / s``), so the inverse FFT has about the
-     output's length. The product and the fold are one C++ op (``eleaf::spectral_fold_fwd``,
-     ``csrc/spectral_product.cpp``) that never writes the (B, n, N) product. LEAF's 401-tap, stride-1 convolution is the typical case.
+     output's length. Where the installed PyTorch exports oneMKL's DFT functions (its x86-64
+     wheels do), product, fold, inverse FFT, squared modulus and pooling are one C++ op per
+     direction (``eleaf::spectral_pool_fwd``/``_bwd``, ``csrc/spectral_pool.cpp``) that works
+     one (example, filter) row at a time in the cache and recomputes the row in the backward
+     pass: nothing of size (B, n, N) is ever stored. Otherwise the product and fold are one op
+     (``eleaf::spectral_fold_fwd``, ``csrc/spectral_product.cpp``), the inverse FFT is
+     torch's and the pooling step 2 below. LEAF's 401-tap, stride-1 convolution is the
+     typical case.
 
 2. **Squared modulus and Gaussian pooling** fused in the C++ op ``eleaf::modulus_pool_fwd``
    (``csrc/modulus_pool.cpp``): the squared modulus is never stored.
@@ -26,7 +32,8 @@ K Gabor taps, s convolution stride, W pooling taps, P pooling stride, T frames):
    convolution output stays small (:data:`BLOCK_VALUES`). When a group's whole convolution
    output would exceed :data:`CHECKPOINT_VALUES` values, each block is recomputed in the
    backward pass (``torch.utils.checkpoint``) instead of keeping what autograd saves: a long
-   input never needs the full ``(B, 2F, L)`` convolution output at once.
+   input never needs the full ``(B, 2F, L)`` convolution output at once. The fused FFT op
+   takes all examples at once, in blocks of about :data:`FFT_BLOCK_SAMPLES` input samples.
 
 Gradients: autograd through the ATen ops, and the backward C++ op for the pooling
 (``eleaf::modulus_pool_bwd``), to the input and to all three parameter vectors. Dtypes:
@@ -46,17 +53,38 @@ from ..functional.pooling import gauss_windows_padded
 from .backends import cpp_status, register_impl
 
 __all__ = ['gabor_filterbank_cpu', 'modulus_pool', 'choose_method', 'plan_blocks',
-           'BLOCK_VALUES', 'CHECKPOINT_VALUES', 'AVAILABLE']
+           'BLOCK_VALUES', 'CHECKPOINT_VALUES', 'FFT_BLOCK_SAMPLES', 'AVAILABLE', 'FUSED_FFT']
 
 AVAILABLE, _REASON, _ = cpp_status()
+
+
+def _fused_fft_status() -> Tuple[bool, str]:
+    """(whether eleaf::spectral_pool_fwd runs here, why not)."""
+    if not AVAILABLE:
+        return False, _REASON
+    try:
+        reason = torch.ops.eleaf.spectral_pool_unavailable()
+    except (AttributeError, RuntimeError) as exc:  # an eleaf._C built before the op existed
+        return False, 'eleaf._C has no spectral_pool op (%s); rebuild it' % exc
+    return not reason, reason
+
+
+#: whether the FFT path runs as the fused op eleaf::spectral_pool_fwd (oneMKL's FFTs found),
+#: else as spectral_fold_fwd + torch.fft.ifft + modulus_pool_fwd
+FUSED_FFT, FUSED_FFT_REASON = _fused_fft_status()
 
 #: convolution output values (2 per filter and step) computed at once: blocks stay in the
 #: caches and below glibc's mmap threshold (freshly mapped memory costs a page fault per 4 KiB,
 #: which made one large block 2x slower than many small ones)
 BLOCK_VALUES = 1 << 21
 #: a group whose whole convolution output has more values is recomputed block by block in
-#: the backward pass instead of keeping what autograd saves (torch.utils.checkpoint)
+#: the backward pass instead of keeping what autograd saves (torch.utils.checkpoint); the
+#: fused FFT op always recomputes and stores nothing of that size
 CHECKPOINT_VALUES = 1 << 24
+#: input samples of one block of the fused FFT op (all examples at once): a block's input
+#: and filter spectra rows (N complex values each) and transforms stay in a core's 2 MB L2
+#: cache up to about 2^15 samples
+FFT_BLOCK_SAMPLES = 1 << 15
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
@@ -69,6 +97,9 @@ SUPPORTED_DTYPES = (torch.float32, torch.float64)
 _FFT_CALIBRATED = 1 << 15
 _COSTS = {'forward': dict(direct_mac=0.018, fft_bin=1.25, fft_point_stage=0.185),
           'train': dict(direct_mac=0.055, fft_bin=2.0, fft_point_stage=0.48)}
+#: the FFT path's costs with the fused op (FUSED_FFT), fitted the same way
+_FUSED_COSTS = {'forward': dict(fft_bin=0.98, fft_point_stage=0.039),
+                'train': dict(fft_bin=2.1, fft_point_stage=0.165)}
 
 
 def check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
@@ -124,21 +155,33 @@ def _direct_length(steps: int, geom: GroupGeometry) -> int:
 def choose_method(batch: int, steps: int, geom: GroupGeometry, input_grad: bool = False,
                   train: bool = False) -> str:
     """'direct' or 'fft' for a block of ``steps`` convolution steps of a group, whichever
-    the cost model says is faster, for the forward alone or (``train``) forward + backward.
+    the cost model says is faster, for the forward alone or (``train``) forward + backward,
+    with the FFT path's costs of this installation (fused op or not, :data:`FUSED_FFT`).
     With ``input_grad`` (the input needs a gradient) always 'direct': the FFT path's input
     gradient sums all filters' contributions in the frequency domain and is only ~3e-5 from
     float64 (the direct path: ~1e-6)."""
     if input_grad:
         return 'direct'
-    cost = _COSTS['train' if train else 'forward']
+    mode = 'train' if train else 'forward'
     n, s = geom.num_filters, geom.conv_stride
-    direct = batch * 2 * n * steps * geom.kernel_size * cost['direct_mac']
+    direct = batch * 2 * n * steps * geom.kernel_size * _COSTS[mode]['direct_mac']
     size = _fft_length(steps, geom)
+    cost = (_FUSED_COSTS if FUSED_FFT else _COSTS)[mode]
     fft = batch * n * (size * cost['fft_bin'] + size / s * math.log2(max(2, size // s))
                        * cost['fft_point_stage'])
-    if size > _FFT_CALIBRATED:  # long transforms leave the caches (factor fitted to 4G, 2 x 8 s)
-        fft *= 2
+    if size > _FFT_CALIBRATED and not FUSED_FFT:  # long transforms leave the caches (factor
+        fft *= 2                                   # fitted to 4G, 2 x 8 s)
     return 'fft' if fft < direct else 'direct'
+
+
+def fft_block_frames(frames: int, geom: GroupGeometry, budget: Optional[int] = None) -> int:
+    """Frames per block of the fused FFT op: as many as fit in ``budget`` input samples
+    (default :data:`FFT_BLOCK_SAMPLES`; ``(steps - 1) s + K`` for a block of ``steps``
+    convolution steps), at least one."""
+    budget = FFT_BLOCK_SAMPLES if budget is None else budget
+    s, P, W = geom.conv_stride, geom.pool_stride, geom.window_size
+    steps = (budget - geom.kernel_size) // s + 1
+    return max(1, min(frames, (steps - W) // P + 1))
 
 
 def plan_blocks(batch: int, frames: int, geom: GroupGeometry,
@@ -243,6 +286,9 @@ def _block(xseg: torch.Tensor, taps: torch.Tensor, spectra: Optional[torch.Tenso
         y = _StridedConv.apply(xseg[:, :_direct_length(steps, geom)], taps, s)
         return modulus_pool(y, win, P, lo, hi, frames, False)
     spectrum = torch.view_as_real(torch.fft.fft(xseg[:, :spectra.shape[-1]]))
+    if FUSED_FFT:
+        return torch.ops.eleaf.spectral_pool_fwd(spectrum, torch.view_as_real(spectra), win, s,
+                                                 P, lo, hi, frames)
     prod = torch.ops.eleaf.spectral_fold_fwd(spectrum, torch.view_as_real(spectra), s)
     y = torch.view_as_real(torch.fft.ifft(torch.view_as_complex(prod)))
     return modulus_pool(y, win, P, lo, hi, frames, True)
@@ -268,12 +314,18 @@ class _GroupPlan:
         s, P, W = geom.conv_stride, geom.pool_stride, geom.window_size
         steps_total = (L - 1) // s + 1
         frames = (steps_total - 1) // P + 1
-        examples, block = plan_blocks(B, frames, geom)
+        method = None
+        if FUSED_FFT and not input_grad:  # the fused op takes all examples at once
+            examples, block = B, fft_block_frames(frames, geom)
+            method = choose_method(examples, (block - 1) * P + W, geom, input_grad, train)
+        if method != 'fft':
+            examples, block = plan_blocks(B, frames, geom)
+            method = choose_method(examples, (block - 1) * P + W, geom, input_grad, train)
         block_steps = (block - 1) * P + W
-        method = choose_method(examples, block_steps, geom, input_grad, train)
         seg_len = (_fft_length(block_steps, geom) if method == 'fft'
                    else _direct_length(block_steps, geom))
-        recompute = ((input_grad or train)
+        stores = not (method == 'fft' and FUSED_FFT)   # the fused op always recomputes
+        recompute = (stores and (input_grad or train)
                      and 2 * B * geom.num_filters * steps_total > CHECKPOINT_VALUES)
         return _GroupPlan(geom, steps_total, frames, examples, block, method, seg_len,
                           recompute)
@@ -407,5 +459,30 @@ if AVAILABLE:
 
     torch.library.register_autograd('eleaf::spectral_fold_fwd', _fold_backward,
                                     setup_context=_fold_setup_context)
+
+    @torch.library.register_fake('eleaf::spectral_pool_fwd')
+    def _spectral_pool_fwd_fake(x, h, win, stride, pool_stride, lo, hi, frames):
+        return x.new_empty((x.shape[0], h.shape[0], frames))
+
+    @torch.library.register_fake('eleaf::spectral_pool_bwd')
+    def _spectral_pool_bwd_fake(grad, x, h, win, stride, pool_stride, lo, hi, need_x, need_h,
+                                need_win):
+        return (x.new_empty(x.shape if need_x else (0,)),
+                h.new_empty(h.shape if need_h else (0,)),
+                win.new_empty(win.shape if need_win else (0,)))
+
+    def _pool_setup_context(ctx, inputs, output):
+        x, h, win, stride, pool_stride, lo, hi, frames = inputs
+        ctx.save_for_backward(x, h, win)
+        ctx.geometry = (stride, pool_stride, lo, hi)
+
+    def _pool_backward(ctx, grad):
+        x, h, win = ctx.saved_tensors
+        need = ctx.needs_input_grad[:3]
+        grads = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *ctx.geometry, *need)
+        return tuple(g if n else None for g, n in zip(grads, need)) + (None,) * 5
+
+    torch.library.register_autograd('eleaf::spectral_pool_fwd', _pool_backward,
+                                    setup_context=_pool_setup_context)
 
     register_impl('gabor_filterbank', 'cpp', gabor_filterbank_cpu, check)

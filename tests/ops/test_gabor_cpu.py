@@ -3,8 +3,9 @@ squared-modulus pooling of csrc/modulus_pool.cpp) against the reference (SPEC §
 
 Reference: :func:`eleaf.functional.grouped_gabor_filterbank_ref`, run in float64 and in
 float32. Output and every gradient (x, center_freqs, bandwidths, pool_widths) must match
-within ‖out − ref‖/‖ref‖ ≤ 1e-5 in float32 (1e-10 in float64), for both convolution
-algorithms (direct and FFT, forced in turn), single blocks and many blocks with
+within ‖out − ref‖/‖ref‖ ≤ 1e-5 in float32 (1e-10 in float64), for every convolution
+algorithm, forced in turn (direct; FFT as the fused op csrc/spectral_pool.cpp; FFT as
+separate ops, the path of a PyTorch without oneMKL), single blocks and many blocks with
 recomputation in the backward pass. Uninitialised memory is filled with NaN
 (``torch.utils.deterministic.fill_uninitialized_memory``), so an element the kernel fails to
 write shows up as non-finite.
@@ -45,12 +46,23 @@ def _nan_fill():
     torch.utils.deterministic.fill_uninitialized_memory = old[1]
 
 
+#: the convolution algorithms: 'fft' runs the fused op where oneMKL's FFTs were found,
+#: 'fft-unfused' the separate ops
+METHODS = ['direct', 'fft', 'fft-unfused']
+
+
 def force(monkeypatch, method=None, block_values=None, checkpoint_values=None):
+    if method == 'fft-unfused':
+        monkeypatch.setattr(gabor_cpu, 'FUSED_FFT', False)
+        method = 'fft'
+    elif method == 'fft' and not gabor_cpu.FUSED_FFT:
+        pytest.skip('fused FFT op unavailable: %s' % gabor_cpu.FUSED_FFT_REASON)
     if method is not None:
         monkeypatch.setattr(gabor_cpu, 'choose_method', lambda *args: method)
     if block_values is not None:
         monkeypatch.setattr(gabor_cpu, 'BLOCK_VALUES', block_values)
         monkeypatch.setattr(gabor_cpu.plan_blocks, '__defaults__', (block_values,))
+        monkeypatch.setattr(gabor_cpu, 'FFT_BLOCK_SAMPLES', block_values // 2)
     if checkpoint_values is not None:
         monkeypatch.setattr(gabor_cpu, 'CHECKPOINT_VALUES', checkpoint_values)
 
@@ -71,26 +83,29 @@ def compare(cfg, x=None, dtypes=(torch.float32,)):
                 assert_close('%s %s [%s]' % (name, dtype, cfg['desc']), r, o, RTOL[dtype])
 
 
-@pytest.mark.parametrize('method', ['direct', 'fft'])
+@pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('seed', range(8))
 def test_random_configs(monkeypatch, seed, method):
     force(monkeypatch, method)
     compare(draw_config(seed, max_cost=3e6, cost=cost), dtypes=(torch.float32, torch.float64))
 
 
-@pytest.mark.parametrize('method', ['direct', 'fft'])
+@pytest.mark.parametrize('method', METHODS)
 def test_leaf(monkeypatch, method):
     force(monkeypatch, method)
     compare(leaf_config(L=2000, n_filters=12))
 
 
-@pytest.mark.parametrize('method', ['direct', 'fft'])
+@pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('seed', [2, 7])
-def test_blocks_and_recomputation(monkeypatch, seed, method):
-    # blocks of a few frames of one example, recomputed in the backward pass
+@pytest.mark.parametrize('x_grad', [True, False])
+def test_blocks_and_recomputation(monkeypatch, seed, method, x_grad):
+    # blocks of a few frames (of one example; of all examples for the fused FFT op),
+    # recomputed in the backward pass; with and without the input's gradient (the FFT path
+    # plans its blocks differently for each)
     force(monkeypatch, method, block_values=2000, checkpoint_values=0)
     cfg = draw_config(seed, max_cost=3e6, cost=cost)
-    cfg.update(L=max(cfg['L'], 3000), x_grad=True, desc='blocks ' + cfg['desc'])
+    cfg.update(L=max(cfg['L'], 3000), x_grad=x_grad, desc='blocks ' + cfg['desc'])
     compare(cfg)
 
 
@@ -99,13 +114,50 @@ def test_short_inputs(monkeypatch):
     for L in (1, 7):
         cfg = draw_config(11, max_cost=3e6, cost=cost)
         cfg.update(L=L, batch=1, desc='L=%d' % L)
-        for method in ('direct', 'fft'):
+        for method in METHODS:
+            if method == 'fft' and not gabor_cpu.FUSED_FFT:
+                continue
             force(monkeypatch, method)
             compare(cfg)
 
 
-def test_choose_method():
-    # LEAF's 401-tap stride-1 convolution goes through the FFT, small or strided kernels not
+def test_choose_method_fused(monkeypatch):
+    # measured per group on the 2-core machine (forward and train step, 16 x 1 s and 2 x 8 s):
+    # the fused FFT op wins for LEAF and every EfficientLEAF 4G group, direct for every
+    # 8G-opt group
+    monkeypatch.setattr(gabor_cpu, 'FUSED_FFT', True)
+    leaf = GroupGeometry(0, 40, 1, 160, 401, 401)
+    four_g = [GroupGeometry(0, 10, 10, 16, 401, 41), GroupGeometry(0, 10, 4, 40, 221, 101),
+              GroupGeometry(0, 10, 2, 80, 123, 201), GroupGeometry(0, 10, 1, 160, 69, 401)]
+    eight_g = [GroupGeometry(0, 5, 160, 1, 505, 3), GroupGeometry(0, 5, 40, 4, 209, 11),
+               GroupGeometry(0, 5, 16, 10, 65, 25)]
+    for B, L in ((16, 16000), (2, 128000)):
+        for train in (False, True):
+            assert gabor_cpu._GroupPlan.make(B, L, leaf, False, train).method == 'fft'
+            assert gabor_cpu._GroupPlan.make(B, L, leaf, True, train).method == 'direct'
+            for geom in eight_g:
+                assert gabor_cpu._GroupPlan.make(B, L, geom, False, train).method == 'direct'
+        for geom in four_g:
+            assert gabor_cpu._GroupPlan.make(B, L, geom, False, True).method == 'fft'
+    # a short kernel: direct
+    assert gabor_cpu.choose_method(16, 16400, GroupGeometry(0, 10, 1, 160, 15, 401)) == 'direct'
+
+
+def test_fused_plan_stores_nothing(monkeypatch):
+    # the fused op recomputes in its backward pass: no checkpointing, all examples per block,
+    # blocks of at most FFT_BLOCK_SAMPLES input samples (one frame at least)
+    monkeypatch.setattr(gabor_cpu, 'FUSED_FFT', True)
+    leaf = GroupGeometry(0, 40, 1, 160, 401, 401)
+    plan = gabor_cpu._GroupPlan.make(2, 60 * 16000, leaf, False, True)
+    assert (plan.method, plan.examples, plan.recompute) == ('fft', 2, False)
+    assert (plan.block - 1) * 160 + 401 + 400 <= gabor_cpu.FFT_BLOCK_SAMPLES
+    assert gabor_cpu.fft_block_frames(10, leaf, budget=100) == 1
+
+
+def test_choose_method_unfused(monkeypatch):
+    # the separate FFT ops (no oneMKL): LEAF's 401-tap stride-1 convolution goes through the
+    # FFT, small or strided kernels not
+    monkeypatch.setattr(gabor_cpu, 'FUSED_FFT', False)
     leaf = GroupGeometry(0, 40, 1, 160, 401, 401)
     assert gabor_cpu.choose_method(16, 16400, leaf) == 'fft'
     assert gabor_cpu.choose_method(16, 16400, leaf, input_grad=True) == 'direct'
