@@ -81,10 +81,11 @@ BLOCK_VALUES = 1 << 21
 #: the backward pass instead of keeping what autograd saves (torch.utils.checkpoint); the
 #: fused FFT op always recomputes and stores nothing of that size
 CHECKPOINT_VALUES = 1 << 24
-#: input samples of one block of the fused FFT op (all examples at once): a block's input
-#: and filter spectra rows (N complex values each) and transforms stay in a core's 2 MB L2
-#: cache up to about 2^15 samples
-FFT_BLOCK_SAMPLES = 1 << 15
+#: input samples of one block of the fused FFT op (all examples at once): small transforms
+#: (~6k points) keep every example's input spectrum of the block in a core's L2 cache while
+#: the filters pass over it, and cost less per point than long ones; measured on LEAF and
+#: EfficientLEAF 4G (16 x 1 s, 2 x 8 s): 6144 was fastest among 3000 ... 32768
+FFT_BLOCK_SAMPLES = 6144
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
@@ -98,8 +99,8 @@ _FFT_CALIBRATED = 1 << 15
 _COSTS = {'forward': dict(direct_mac=0.018, fft_bin=1.25, fft_point_stage=0.185),
           'train': dict(direct_mac=0.055, fft_bin=2.0, fft_point_stage=0.48)}
 #: the FFT path's costs with the fused op (FUSED_FFT), fitted the same way
-_FUSED_COSTS = {'forward': dict(fft_bin=0.98, fft_point_stage=0.039),
-                'train': dict(fft_bin=2.1, fft_point_stage=0.165)}
+_FUSED_COSTS = {'forward': dict(fft_bin=0.89, fft_point_stage=0.022),
+                'train': dict(fft_bin=1.97, fft_point_stage=0.117)}
 
 
 def check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
@@ -130,17 +131,20 @@ def modulus_pool(y: torch.Tensor, win: torch.Tensor, stride: int, lo: int, hi: i
 
 
 @functools.lru_cache(maxsize=None)
-def fft_size(n: int) -> int:
+def fft_size(n: int, fused: bool = False) -> int:
     """Smallest 2^a * m >= n with m in (1, 3, 5, 9): FFT lengths that MKL and pocketfft
-    transform fastest (measured: 18432 = 2^11 * 9 is faster than 16875 = 3^3 * 5^4)."""
-    return min(m << max(0, (-(-n // m) - 1).bit_length()) for m in (1, 3, 5, 9))
+    transform fastest (measured: 18432 = 2^11 * 9 is faster than 16875 = 3^3 * 5^4). For the
+    fused op (one transform per row in the cache) a power of two counts as 1.3 times its
+    length: 8192 and 16384 points took 1.3x as long per point there as 9216 and 18432."""
+    sizes = [m << max(0, (-(-n // m) - 1).bit_length()) for m in (1, 3, 5, 9)]
+    return min(sizes, key=lambda size: size * (1.3 if fused and size & (size - 1) == 0 else 1))
 
 
 def _fft_length(steps: int, geom: GroupGeometry) -> int:
     """FFT length of a block of ``steps`` convolution steps: a multiple of s covering
     ``(steps - 1) s + K`` samples."""
     s = geom.conv_stride
-    return s * fft_size(-(-((steps - 1) * s + geom.kernel_size) // s))
+    return s * fft_size(-(-((steps - 1) * s + geom.kernel_size) // s), FUSED_FFT)
 
 
 def _direct_length(steps: int, geom: GroupGeometry) -> int:
@@ -175,13 +179,14 @@ def choose_method(batch: int, steps: int, geom: GroupGeometry, input_grad: bool 
 
 
 def fft_block_frames(frames: int, geom: GroupGeometry, budget: Optional[int] = None) -> int:
-    """Frames per block of the fused FFT op: as many as fit in ``budget`` input samples
+    """Frames per block of the fused FFT op: blocks of at most ``budget`` input samples
     (default :data:`FFT_BLOCK_SAMPLES`; ``(steps - 1) s + K`` for a block of ``steps``
-    convolution steps), at least one."""
+    convolution steps), at least one frame, the frames spread evenly over the blocks."""
     budget = FFT_BLOCK_SAMPLES if budget is None else budget
     s, P, W = geom.conv_stride, geom.pool_stride, geom.window_size
     steps = (budget - geom.kernel_size) // s + 1
-    return max(1, min(frames, (steps - W) // P + 1))
+    most = max(1, min(frames, (steps - W) // P + 1))
+    return -(-frames // -(-frames // most))
 
 
 def plan_blocks(batch: int, frames: int, geom: GroupGeometry,
@@ -286,9 +291,6 @@ def _block(xseg: torch.Tensor, taps: torch.Tensor, spectra: Optional[torch.Tenso
         y = _StridedConv.apply(xseg[:, :_direct_length(steps, geom)], taps, s)
         return modulus_pool(y, win, P, lo, hi, frames, False)
     spectrum = torch.view_as_real(torch.fft.fft(xseg[:, :spectra.shape[-1]]))
-    if FUSED_FFT:
-        return torch.ops.eleaf.spectral_pool_fwd(spectrum, torch.view_as_real(spectra), win, s,
-                                                 P, lo, hi, frames)
     prod = torch.ops.eleaf.spectral_fold_fwd(spectrum, torch.view_as_real(spectra), s)
     y = torch.view_as_real(torch.fft.ifft(torch.view_as_complex(prod)))
     return modulus_pool(y, win, P, lo, hi, frames, True)
@@ -362,6 +364,13 @@ def _group(xp: torch.Tensor, offset: int, plan: _GroupPlan, taps_re: torch.Tenso
         taps = torch.cat([re, im])[:, None]
 
     # the block of frames [t0, t1) starts at step p0 = t0 P - W//2, i.e. at sample p0 s - h
+    if plan.method == 'fft' and FUSED_FFT:  # one call per chunk of examples, all blocks
+        first_step = -(W // 2)
+        args = (torch.view_as_real(spectra), win, s, P, plan.block,
+                first_step * s - h + offset, first_step, plan.steps_total, plan.frames)
+        rows = [torch.ops.eleaf.spectral_pool_fwd(xp[b0:b0 + plan.examples], *args)
+                for b0 in range(0, B, plan.examples)]
+        return rows[0] if len(rows) == 1 else torch.cat(rows, 0)
     rows = []
     for b0 in range(0, B, plan.examples):
         outputs = []
@@ -461,26 +470,27 @@ if AVAILABLE:
                                     setup_context=_fold_setup_context)
 
     @torch.library.register_fake('eleaf::spectral_pool_fwd')
-    def _spectral_pool_fwd_fake(x, h, win, stride, pool_stride, lo, hi, frames):
+    def _spectral_pool_fwd_fake(x, h, win, stride, pool_stride, block_frames, start,
+                                first_step, steps_total, frames):
         return x.new_empty((x.shape[0], h.shape[0], frames))
 
     @torch.library.register_fake('eleaf::spectral_pool_bwd')
-    def _spectral_pool_bwd_fake(grad, x, h, win, stride, pool_stride, lo, hi, need_x, need_h,
-                                need_win):
+    def _spectral_pool_bwd_fake(grad, x, h, win, stride, pool_stride, block_frames, start,
+                                first_step, steps_total, need_x, need_h, need_win):
         return (x.new_empty(x.shape if need_x else (0,)),
                 h.new_empty(h.shape if need_h else (0,)),
                 win.new_empty(win.shape if need_win else (0,)))
 
     def _pool_setup_context(ctx, inputs, output):
-        x, h, win, stride, pool_stride, lo, hi, frames = inputs
+        x, h, win = inputs[:3]
         ctx.save_for_backward(x, h, win)
-        ctx.geometry = (stride, pool_stride, lo, hi)
+        ctx.geometry = inputs[3:9]
 
     def _pool_backward(ctx, grad):
         x, h, win = ctx.saved_tensors
         need = ctx.needs_input_grad[:3]
         grads = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *ctx.geometry, *need)
-        return tuple(g if n else None for g, n in zip(grads, need)) + (None,) * 5
+        return tuple(g if n else None for g, n in zip(grads, need)) + (None,) * 7
 
     torch.library.register_autograd('eleaf::spectral_pool_fwd', _pool_backward,
                                     setup_context=_pool_setup_context)

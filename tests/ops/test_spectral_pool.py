@@ -1,12 +1,16 @@
 """The fused frequency-domain op of the CPU filterbank (csrc/spectral_pool.cpp) against its
 definition written with plain torch ops in float64.
 
-Definition (M = N / s):  z[b, f] = ifft_M(sum_{j < s} x[b, k + j M] h[f, k + j M]),
-e = |z|^2 on steps [lo, hi) and 0 elsewhere, out[b, f, t] = sum_q win[f, q] e[t P + q].
+Definition: block k holds frames [k fb, min(T, (k + 1) fb)); its segment is
+x[b, o_k : o_k + N], o_k = start + k fb P s, with spectrum X = fft_N(segment); with
+M = N / s, z = ifft_M(sum_{j < s} X[q + j M] h[f, q + j M]), e = |z|^2 at the block's steps
+g = first_step + k fb P + p inside [0, steps_total) and 0 elsewhere, and
+out[b, f, k fb + t] = sum_w win[f, w] e[t P + w].
 Output and the gradients to x, h and win (torch autograd through the definition) must match
-within ‖a − b‖/‖b‖ ≤ 1e-10 in float64 and 1e-5 in float32, on random shapes (strides 1 to 5,
-windows wider than the stride and narrower, padding at both ends, one frame, one example).
-Fresh tensors are NaN-filled while the op runs, so an element it fails to write shows up.
+within ‖a − b‖/‖b‖ ≤ 1e-10 in float64 and 1e-5 in float32, on random geometries (strides 1 to
+5, one to several blocks with a short last one, padding at both ends, windows wider and
+narrower than the stride, one frame, one example). Fresh tensors are NaN-filled while the op
+runs, so an element it fails to write shows up.
 """
 import random
 
@@ -37,18 +41,21 @@ def _nan_fill():
     torch.utils.deterministic.fill_uninitialized_memory = old[1]
 
 
-def definition(x, h, win, s, P, lo, hi, T):
-    """The op's result from torch ops (x (B, N, 2), h (n, N, 2), win (n, W))."""
-    xc, hc = torch.view_as_complex(x), torch.view_as_complex(h)
-    B, N = xc.shape
-    n, M, W = hc.shape[0], N // s, win.shape[1]
-    z = torch.fft.ifft((xc[:, None] * hc[None]).view(B, n, s, M).sum(2))
-    e = z.real ** 2 + z.imag ** 2
-    mask = torch.zeros(M, dtype=e.dtype)
-    mask[lo:hi] = 1
-    e = e * mask
-    frames = e.unfold(-1, W, P)[:, :, :T]                     # (B, n, T, W)
-    return (frames * win[None, :, None]).sum(-1)
+def definition(x, h, win, s, P, fb, start, first_step, steps_total, T):
+    """The op's result from torch ops (x (B, L), h (n, N, 2), win (n, W))."""
+    hc = torch.view_as_complex(h)
+    B, n, N, W = x.shape[0], hc.shape[0], hc.shape[1], win.shape[1]
+    M = N // s
+    outs = []
+    for k in range(-(-T // fb)):
+        o = start + k * fb * P * s
+        X = torch.fft.fft(x[:, o:o + N])
+        z = torch.fft.ifft((X[:, None] * hc[None]).view(B, n, s, M).sum(2))
+        steps = first_step + k * fb * P + torch.arange(M)
+        e = (z.real ** 2 + z.imag ** 2) * ((steps >= 0) & (steps < steps_total))
+        frames = e.unfold(-1, W, P)[:, :, :min(fb, T - k * fb)]    # (B, n, T_k, W)
+        outs.append((frames * win[None, :, None]).sum(-1))
+    return torch.cat(outs, -1)
 
 
 def draw(seed):
@@ -57,34 +64,41 @@ def draw(seed):
     M = rng.randint(8, 90)
     W = rng.randint(1, M)
     P = rng.randint(1, 12)
-    T = rng.randint(1, (M - W) // P + 1)
-    lo = rng.randint(0, M // 3)
-    hi = rng.randint(max(lo, M - M // 3), M)
-    return dict(B=rng.randint(1, 4), n=rng.randint(1, 5), s=s, M=M, W=W, P=P, T=T, lo=lo,
-                hi=hi)
+    fb = rng.randint(1, (M - W) // P + 1)
+    T = rng.randint(1, 4 * fb)
+    blocks = -(-T // fb)
+    first_step = -rng.randint(0, W)
+    covered = first_step + (T - 1) * P + W
+    steps_total = rng.randint(max(1, covered - W), covered + 3)
+    start = rng.randint(0, 5)
+    L = start + (blocks - 1) * fb * P * s + M * s + rng.randint(0, 4)
+    return dict(B=rng.randint(1, 4), n=rng.randint(1, 5), s=s, M=M, W=W, P=P, fb=fb, T=T,
+                start=start, first_step=first_step, steps_total=steps_total, L=L)
+
+
+def geometry(c):
+    return (c['s'], c['P'], c['fb'], c['start'], c['first_step'], c['steps_total'])
 
 
 def tensors(c, dtype, seed):
     g = torch.Generator().manual_seed(seed)
-    N = c['M'] * c['s']
-    x = torch.randn(c['B'], N, 2, generator=g, dtype=torch.float64)
-    h = torch.randn(c['n'], N, 2, generator=g, dtype=torch.float64)
+    x = torch.randn(c['B'], c['L'], generator=g, dtype=torch.float64)
+    h = torch.randn(c['n'], c['M'] * c['s'], 2, generator=g, dtype=torch.float64)
     win = torch.rand(c['n'], c['W'], generator=g, dtype=torch.float64)
     grad = torch.randn(c['B'], c['n'], c['T'], generator=g, dtype=torch.float64)
     return [t.to(dtype) for t in (x, h, win, grad)]
 
 
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
-@pytest.mark.parametrize('seed', range(12))
+@pytest.mark.parametrize('seed', range(16))
 def test_against_definition(seed, dtype):
     c = draw(seed)
-    geometry = (c['s'], c['P'], c['lo'], c['hi'])
     x, h, win, grad = tensors(c, dtype, seed)
     ref_in = [t.detach().double().requires_grad_() for t in (x, h, win)]
-    ref = definition(*ref_in, *geometry, c['T'])
+    ref = definition(*ref_in, *geometry(c), c['T'])
     ref_grads = torch.autograd.grad(ref, ref_in, grad.double())
     ins = [t.detach().requires_grad_() for t in (x, h, win)]
-    out = torch.ops.eleaf.spectral_pool_fwd(*ins, *geometry, c['T'])
+    out = torch.ops.eleaf.spectral_pool_fwd(*ins, *geometry(c), c['T'])
     grads = torch.autograd.grad(out, ins, grad)
     desc = '%s %s' % (c, dtype)
     assert_close('out ' + desc, ref, out, RTOL[dtype])
@@ -96,10 +110,9 @@ def test_against_definition(seed, dtype):
 def test_gradients_only_where_needed():
     c = draw(3)
     x, h, win, grad = tensors(c, torch.float64, 3)
-    geometry = (c['s'], c['P'], c['lo'], c['hi'])
-    full = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry, True, True, True)
+    full = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry(c), True, True, True)
     for need in [(True, False, False), (False, True, False), (False, False, True)]:
-        part = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry, *need)
+        part = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry(c), *need)
         for wanted, p, f in zip(need, part, full):
             if wanted:
                 assert torch.equal(p, f)
@@ -108,59 +121,70 @@ def test_gradients_only_where_needed():
 
 
 def test_matches_the_separate_ops():
-    # the fused op computes what spectral_fold_fwd + torch.fft.ifft + modulus_pool_fwd give
-    c = dict(B=3, n=4, s=2, M=64, W=9, P=4, T=14, lo=3, hi=60)
+    # one block: what torch.fft.fft + spectral_fold_fwd + torch.fft.ifft + modulus_pool_fwd
+    # (the path without oneMKL) give
+    c = dict(B=3, n=4, s=2, M=64, W=9, P=4, fb=14, T=14, start=0, first_step=-3,
+             steps_total=57, L=128)
     x, h, win, _ = tensors(c, torch.float32, 0)
-    z = torch.ops.eleaf.spectral_fold_fwd(x, h, 2)
+    spectrum = torch.view_as_real(torch.fft.fft(x))
+    z = torch.ops.eleaf.spectral_fold_fwd(spectrum, h, 2)
     y = torch.view_as_real(torch.fft.ifft(torch.view_as_complex(z)))
     separate = gabor_cpu.modulus_pool(y, win, 4, 3, 60, 14, True)
-    fused = torch.ops.eleaf.spectral_pool_fwd(x, h, win, 2, 4, 3, 60, 14)
+    fused = torch.ops.eleaf.spectral_pool_fwd(x, h, win, *geometry(c), 14)
     assert_close('fused vs separate', separate, fused, 1e-6)
 
 
 def test_opcheck_and_gradcheck():
-    c = dict(B=2, n=2, s=2, M=12, W=5, P=3, T=3, lo=1, hi=11)
+    c = dict(B=2, n=2, s=2, M=12, W=5, P=3, fb=2, T=3, start=1, first_step=-2,
+             steps_total=8, L=40)
     x, h, win, _ = tensors(c, torch.float64, 1)
-    args = (x.requires_grad_(), h.requires_grad_(), win.requires_grad_(), 2, 3, 1, 11, 3)
+    args = (x.requires_grad_(), h.requires_grad_(), win.requires_grad_()) + geometry(c) + (3,)
     torch.library.opcheck(torch.ops.eleaf.spectral_pool_fwd.default, args)
     torch.autograd.gradcheck(lambda a, b, w: torch.ops.eleaf.spectral_pool_fwd(
         a, b, w, *args[3:]), args[:3])
 
 
-@pytest.mark.parametrize('shapes, geometry, message', [
-    (((2, 30), (3, 30, 2), (3, 5)), (1, 2, 0, 30, 5), r'x must be \(B, N, 2\)'),
-    (((2, 30, 2), (3, 31, 2), (3, 5)), (1, 2, 0, 30, 5), r'h must be \(n, N, 2\)'),
-    (((2, 30, 2), (3, 30, 2), (2, 5)), (1, 2, 0, 30, 5), r'win must be \(n, W\)'),
-    (((2, 30, 2), (3, 30, 2), (3, 5)), (4, 2, 0, 7, 1), 'multiple of the stride'),
-    (((2, 30, 2), (3, 30, 2), (3, 5)), (1, 2, 0, 31, 5), 'lo <= hi <= M'),
-    (((2, 30, 2), (3, 30, 2), (3, 5)), (1, 2, 0, 30, 14), 'do not fit'),
-    (((2, 30, 2), (3, 30, 2), (3, 31)), (1, 2, 0, 30, 1), 'window size'),
+#: x (B, L), h (n, N, 2), win (n, W); then stride, P, block_frames, start, first_step,
+#: steps_total, frames
+_OK = ((2, 40), (3, 12, 2), (3, 5)), (1, 2, 2, 0, -2, 30, 5)
+
+
+@pytest.mark.parametrize('shapes, ints, message', [
+    (((2, 40, 1),) + _OK[0][1:], _OK[1], r'x must be \(B, L\)'),
+    ((_OK[0][0], (3, 12), _OK[0][2]), _OK[1], r'h must be \(n, N, 2\)'),
+    (_OK[0][:2] + ((2, 5),), _OK[1], r'win must be \(n, W\)'),
+    (_OK[0], (5,) + _OK[1][1:], 'multiple of the stride'),
+    (_OK[0], (1, 2, 5, 0, -2, 30, 5), 'do not fit in M'),
+    (_OK[0], (1, 2, 2, 0, -2, 30, 40), 'do not fit in x'),
+    (_OK[0], (1, 2, 2, -1, -2, 30, 5), 'do not fit in x'),
+    (_OK[0], (1, 0, 2, 0, -2, 30, 5), 'must be >= 1'),
 ])
-def test_errors(shapes, geometry, message):
+def test_errors(shapes, ints, message):
     x, h, win = (torch.zeros(s) for s in shapes)
+    torch.ops.eleaf.spectral_pool_fwd(*(torch.zeros(s) for s in _OK[0]), *_OK[1])  # valid
     with pytest.raises(RuntimeError, match=message):
-        torch.ops.eleaf.spectral_pool_fwd(x, h, win, *geometry)
+        torch.ops.eleaf.spectral_pool_fwd(x, h, win, *ints)
 
 
 def test_dtype_error():
-    x, h = torch.zeros(2, 8, 2, dtype=torch.float16), torch.zeros(1, 8, 2, dtype=torch.float16)
+    x, h = torch.zeros(2, 8, dtype=torch.float16), torch.zeros(1, 8, 2, dtype=torch.float16)
     with pytest.raises(RuntimeError, match='float32 or all float64'):
         torch.ops.eleaf.spectral_pool_fwd(x, h, torch.zeros(1, 3, dtype=torch.float16),
-                                          1, 1, 0, 8, 2)
+                                          1, 1, 2, 0, 0, 8, 2)
 
 
 def test_threads_do_not_change_the_result():
     # each output element is written by one thread in a fixed order
-    c = dict(B=5, n=7, s=1, M=300, W=41, P=16, T=17, lo=20, hi=280)
+    c = dict(B=5, n=7, s=1, M=300, W=41, P=16, fb=14, T=40, start=3, first_step=-20,
+             steps_total=620, L=1000)
     x, h, win, grad = tensors(c, torch.float32, 2)
-    geometry = (1, 16, 20, 280)
     old = torch.get_num_threads()
     results = []
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            results.append((torch.ops.eleaf.spectral_pool_fwd(x, h, win, *geometry, 17),)
-                           + torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry,
+            results.append((torch.ops.eleaf.spectral_pool_fwd(x, h, win, *geometry(c), 40),)
+                           + torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry(c),
                                                                True, True, True))
     finally:
         torch.set_num_threads(old)
