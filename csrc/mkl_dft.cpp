@@ -5,7 +5,10 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#if defined(__unix__) || defined(__APPLE__)
 #include <dlfcn.h>
+#define ELEAF_HAVE_DLFCN 1
+#endif
 
 #include <map>
 #include <mutex>
@@ -36,7 +39,11 @@ struct Api {
 
 template <typename F>
 void bind(void* lib, const char* name, F& fn, std::string& missing) {
+#ifdef ELEAF_HAVE_DLFCN
   fn = reinterpret_cast<F>(lib ? dlsym(lib, name) : nullptr);
+#else
+  fn = nullptr;
+#endif
   if (!fn) missing += (missing.empty() ? "" : ", ") + std::string(name);
 }
 
@@ -45,11 +52,13 @@ void bind(void* lib, const char* name, F& fn, std::string& missing) {
 const Api& api() {
   static const Api instance = [] {
     Api a;
-    Dl_info info;
     void* lib = nullptr;
+#ifdef ELEAF_HAVE_DLFCN
+    Dl_info info;
     if (dladdr(reinterpret_cast<void*>(&at::get_num_threads), &info) && info.dli_fname) {
       lib = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
     }
+#endif
     bind(lib, "DftiCreateDescriptor_s_1d", a.create_s_1d, a.missing);
     bind(lib, "DftiCreateDescriptor_d_1d", a.create_d_1d, a.missing);
     bind(lib, "DftiSetValue", a.set_value, a.missing);

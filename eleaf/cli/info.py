@@ -33,4 +33,10 @@ def main(args=None) -> int:
         print('CUDA: not available')
     print()
     print(backend_table())
+    from ..ops.backends import cpp_status
+    if cpp_status()[0]:
+        from ..ops import gabor_cpu
+        print('\ncpp filterbank FFT path: %s' % (
+            'fused op (oneMKL FFTs)' if gabor_cpu.FUSED_FFT
+            else 'separate ops (%s)' % gabor_cpu.FUSED_FFT_REASON))
     return 0

@@ -40,6 +40,7 @@ Gradients: autograd through the ATen ops, and the backward C++ op for the poolin
 float32 and float64 (computed natively); others fall back to the reference.
 """
 import functools
+import logging
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -72,6 +73,17 @@ def _fused_fft_status() -> Tuple[bool, str]:
 #: whether the FFT path runs as the fused op eleaf::spectral_pool_fwd (oneMKL's FFTs found),
 #: else as spectral_fold_fwd + torch.fft.ifft + modulus_pool_fwd
 FUSED_FFT, FUSED_FFT_REASON = _fused_fft_status()
+_warned_unfused = False
+
+
+def _warn_unfused():
+    """Say once that the FFT path runs as separate ops (2-4x slower per step)."""
+    global _warned_unfused
+    if not _warned_unfused:
+        _warned_unfused = True
+        logging.getLogger('eleaf').warning(
+            'eleaf: the CPU filterbank runs its FFT path as separate ops, 2-4x slower than '
+            'the fused op (%s)', FUSED_FFT_REASON)
 
 #: convolution output values (2 per filter and step) computed at once: blocks stay in the
 #: caches and below glibc's mmap threshold (freshly mapped memory costs a page fault per 4 KiB,
@@ -326,6 +338,8 @@ class _GroupPlan:
         block_steps = (block - 1) * P + W
         seg_len = (_fft_length(block_steps, geom) if method == 'fft'
                    else _direct_length(block_steps, geom))
+        if method == 'fft' and not FUSED_FFT:
+            _warn_unfused()
         stores = not (method == 'fft' and FUSED_FFT)   # the fused op always recomputes
         recompute = (stores and (input_grad or train)
                      and 2 * B * geom.num_filters * steps_total > CHECKPOINT_VALUES)

@@ -154,6 +154,19 @@ def test_fused_plan_stores_nothing(monkeypatch):
     assert gabor_cpu.fft_block_frames(10, leaf, budget=100) == 1
 
 
+def test_unfused_fft_path_is_logged_once(monkeypatch, caplog):
+    # without the fused op (no oneMKL) the slower separate ops run, and the log says so once
+    monkeypatch.setattr(gabor_cpu, 'FUSED_FFT', False)
+    monkeypatch.setattr(gabor_cpu, 'FUSED_FFT_REASON', 'no DFT functions (test)')
+    monkeypatch.setattr(gabor_cpu, '_warned_unfused', False)
+    leaf = GroupGeometry(0, 40, 1, 160, 401, 401)
+    with caplog.at_level('WARNING', logger='eleaf'):
+        for _ in range(3):
+            assert gabor_cpu._GroupPlan.make(16, 16000, leaf, False, True).method == 'fft'
+    messages = [r.getMessage() for r in caplog.records if 'separate ops' in r.getMessage()]
+    assert len(messages) == 1 and 'no DFT functions (test)' in messages[0]
+
+
 def test_choose_method_unfused(monkeypatch):
     # the separate FFT ops (no oneMKL): LEAF's 401-tap stride-1 convolution goes through the
     # FFT, small or strided kernels not
