@@ -15,10 +15,12 @@ K Gabor taps, s convolution stride, W pooling taps, P pooling stride, T frames):
      a stride s > 1 is applied in the frequency domain by folding the spectrum onto N/s bins
      (``y[m s] = ifft_{N/s}(sum_j Y[k + j N/s]) / s``), so the inverse FFT has about the
      output's length. Where the installed PyTorch exports oneMKL's DFT functions (its x86-64
-     wheels do), product, fold, inverse FFT, squared modulus and pooling are one C++ op per
-     direction (``eleaf::spectral_pool_fwd``/``_bwd``, ``csrc/spectral_pool.cpp``) that works
-     one (example, filter) row at a time in the cache and recomputes the row in the backward
-     pass: nothing of size (B, n, N) is ever stored. Otherwise the product and fold are one op
+     wheels do), the whole path of a group is one C++ op per direction
+     (``eleaf::spectral_pool_fwd``/``_bwd``, ``csrc/spectral_pool.cpp``): the input
+     segments of all blocks and their spectra, product, fold, inverse FFT, squared modulus
+     and pooling, one (block, filter, example) row at a time in the cache; the backward pass
+     recomputes each row, so nothing of size (B, n, N) is ever stored, and the op saves only
+     its inputs. Otherwise the product and fold are one op
      (``eleaf::spectral_fold_fwd``, ``csrc/spectral_product.cpp``), the inverse FFT is
      torch's and the pooling step 2 below. LEAF's 401-tap, stride-1 convolution is the
      typical case.
@@ -33,7 +35,8 @@ K Gabor taps, s convolution stride, W pooling taps, P pooling stride, T frames):
    output would exceed :data:`CHECKPOINT_VALUES` values, each block is recomputed in the
    backward pass (``torch.utils.checkpoint``) instead of keeping what autograd saves: a long
    input never needs the full ``(B, 2F, L)`` convolution output at once. The fused FFT op
-   takes all examples at once, in blocks of about :data:`FFT_BLOCK_SAMPLES` input samples.
+   takes all examples and all blocks of a group in one call, blocks of at most
+   :data:`FFT_BLOCK_SAMPLES` input samples (:func:`fft_block_frames`).
 
 Gradients: autograd through the ATen ops, and the backward C++ op for the pooling
 (``eleaf::modulus_pool_bwd``), to the input and to all three parameter vectors. Dtypes:

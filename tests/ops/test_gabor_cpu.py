@@ -35,15 +35,8 @@ def cost(cfg):
 
 
 @pytest.fixture(autouse=True)
-def _nan_fill():
-    """Fill fresh tensors (at::empty) with NaN while a test runs."""
-    old = (torch.are_deterministic_algorithms_enabled(),
-           torch.utils.deterministic.fill_uninitialized_memory)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    yield
-    torch.use_deterministic_algorithms(old[0])
-    torch.utils.deterministic.fill_uninitialized_memory = old[1]
+def _nan_fill(nan_fill):
+    """Every test here runs with fresh tensors NaN-filled (tests/ops/conftest.py)."""
 
 
 #: the convolution algorithms: 'fft' runs the fused op where oneMKL's FFTs were found,
