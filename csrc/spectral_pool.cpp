@@ -9,7 +9,8 @@
 // eleaf/ops/gabor_cpu.py):
 //
 //   eleaf::spectral_pool_fwd(x, h, win, int stride, int pool_stride, int block_frames,
-//                            int start, int first_step, int steps_total, int frames) -> out
+//                            int start, int first_step, int steps_total, int frames,
+//                            int chunk_values) -> out
 //     x    (B, L) zero-padded input signal
 //     h    (n, N, 2) filter spectra, N divisible by s = stride; M = N / s steps per block
 //     win  (n, W) pooling windows; P = pool_stride, T = frames, fb = block_frames
@@ -19,9 +20,11 @@
 //       z[p]  = ifft_M(sum_{j < s} X[q + j M] h[f, q + j M])[p]   (1/M normalised)
 //       e[p]  = |z[p]|^2 for 0 <= g < steps_total, 0 elsewhere (the pooling's zero padding)
 //       out[b, f, k fb + t] = sum_w win[f, w] e[t P + w]
+//     The segment spectra are computed for a chunk of blocks at a time, at most about
+//     chunk_values complex values (at least one block): memory stays bounded for long inputs.
 //
-//   eleaf::spectral_pool_bwd(grad, x, h, win, <the same ints>, bool need_x, bool need_h,
-//                            bool need_win) -> (grad_x, grad_h, grad_win)
+//   eleaf::spectral_pool_bwd(grad, x, h, win, <the same ints but frames>, bool need_x,
+//                            bool need_h, bool need_win) -> (grad_x, grad_h, grad_win)
 //     the gradients of out (PyTorch's convention for complex tensors); an output not needed
 //     is an empty tensor.
 //
@@ -52,6 +55,7 @@ namespace {
 
 struct Plan {
   int64_t B, n, L, N, M, s, W, P, T, fb, blocks, start, first_step, steps_total;
+  int64_t chunk;  // blocks whose segment spectra are held at once
 
   int64_t offset(int64_t k) const { return start + k * fb * P * s; }
 
@@ -66,7 +70,7 @@ struct Plan {
 
 Plan check(const at::Tensor& x, const at::Tensor& h, const at::Tensor& win, int64_t stride,
            int64_t pool_stride, int64_t block_frames, int64_t start, int64_t first_step,
-           int64_t steps_total, int64_t frames, const char* op) {
+           int64_t steps_total, int64_t frames, int64_t chunk_values, const char* op) {
   TORCH_CHECK(dft::available(), op, ": ", dft::reason());
   TORCH_CHECK(x.dim() == 2, op, ": x must be (B, L), got ", x.dim(), " dimensions");
   TORCH_CHECK(h.dim() == 3 && h.size(2) == 2, op, ": h must be (n, N, 2), got ", h.dim(),
@@ -103,16 +107,19 @@ Plan check(const at::Tensor& x, const at::Tensor& h, const at::Tensor& win, int6
   TORCH_CHECK(p.blocks == 0 || (start >= 0 && p.offset(p.blocks - 1) + p.N <= p.L), op,
               ": the segments of ", p.blocks, " blocks from sample ", start,
               " do not fit in x of ", p.L, " samples");
+  p.chunk = std::max<int64_t>(1, chunk_values / std::max<int64_t>(1, p.B * p.N));
   return p;
 }
 
-// Spectra of every (example, block) segment: X (B * blocks, N, 2), row b * blocks + k.
+// Spectra of the (example, block) segments of blocks [k0, k1): X (B, k1 - k0, N, 2), row
+// b (k1 - k0) + k - k0.
 template <typename T>
-std::vector<T> segment_spectra(const T* x, const Plan& p) {
-  std::vector<T> X(2 * p.B * p.blocks * p.N);
-  at::parallel_for(0, p.B * p.blocks, 1, [&](int64_t r0, int64_t r1) {
+std::vector<T> segment_spectra(const T* x, const Plan& p, int64_t k0, int64_t k1) {
+  const int64_t nk = k1 - k0;
+  std::vector<T> X(2 * p.B * nk * p.N);
+  at::parallel_for(0, p.B * nk, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const T* seg = x + (r / p.blocks) * p.L + p.offset(r % p.blocks);
+      const T* seg = x + (r / nk) * p.L + p.offset(k0 + r % nk);
       T* out = X.data() + 2 * r * p.N;
       for (int64_t i = 0; i < p.N; ++i) {
         out[2 * i] = seg[i];
@@ -156,28 +163,32 @@ void row_grad(const T* gy, const T* X, const T* h, const T* w, T* gw, Scratch<T>
 at::Tensor spectral_pool_fwd_cpu(const at::Tensor& x_, const at::Tensor& h_,
                                  const at::Tensor& win_, int64_t stride, int64_t pool_stride,
                                  int64_t block_frames, int64_t start, int64_t first_step,
-                                 int64_t steps_total, int64_t frames) {
+                                 int64_t steps_total, int64_t frames, int64_t chunk_values) {
   const Plan p = check(x_, h_, win_, stride, pool_stride, block_frames, start, first_step,
-                       steps_total, frames, "eleaf::spectral_pool_fwd");
+                       steps_total, frames, chunk_values, "eleaf::spectral_pool_fwd");
   const at::Tensor x = x_.contiguous(), h = h_.contiguous(), win = win_.contiguous();
   at::Tensor out = at::empty({p.B, p.n, p.T}, x.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spectral_pool_fwd_cpu", [&] {
-    const std::vector<scalar_t> X = segment_spectra(x.data_ptr<scalar_t>(), p);
     const scalar_t* hp = h.data_ptr<scalar_t>();
     const scalar_t* wp = win.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    // rows ordered (block, filter, example): a thread's rows share a block's input spectra
-    at::parallel_for(0, p.blocks * p.n * p.B, 1, [&](int64_t r0, int64_t r1) {
-      Scratch<scalar_t> s(p, false);
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t k = r / (p.n * p.B), f = (r / p.B) % p.n, b = r % p.B;
-        response(X.data() + 2 * (b * p.blocks + k) * p.N, hp + 2 * f * p.N, s.z.data(), p);
-        const scalar_t* z = s.z.data();
-        pool_row_fwd(Row<scalar_t>{z, z + 1, 2}, wp + f * p.W,
-                     op + (b * p.n + f) * p.T + k * p.fb, s.e.data(), p.pool(k));
-      }
-    });
+    for (int64_t k0 = 0; k0 < p.blocks; k0 += p.chunk) {
+      const int64_t nk = std::min(p.chunk, p.blocks - k0);
+      const std::vector<scalar_t> X = segment_spectra(x.data_ptr<scalar_t>(), p, k0, k0 + nk);
+      // rows ordered (block, filter, example): a thread's rows share a block's input spectra
+      at::parallel_for(0, nk * p.n * p.B, 1, [&](int64_t r0, int64_t r1) {
+        Scratch<scalar_t> s(p, false);
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t kk = r / (p.n * p.B), f = (r / p.B) % p.n, b = r % p.B;
+          const int64_t k = k0 + kk;
+          response(X.data() + 2 * (b * nk + kk) * p.N, hp + 2 * f * p.N, s.z.data(), p);
+          const scalar_t* z = s.z.data();
+          pool_row_fwd(Row<scalar_t>{z, z + 1, 2}, wp + f * p.W,
+                       op + (b * p.n + f) * p.T + k * p.fb, s.e.data(), p.pool(k));
+        }
+      });
+    }
   });
   return out;
 }
@@ -185,12 +196,13 @@ at::Tensor spectral_pool_fwd_cpu(const at::Tensor& x_, const at::Tensor& h_,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> spectral_pool_bwd_cpu(
     const at::Tensor& grad_, const at::Tensor& x_, const at::Tensor& h_, const at::Tensor& win_,
     int64_t stride, int64_t pool_stride, int64_t block_frames, int64_t start,
-    int64_t first_step, int64_t steps_total, bool need_x, bool need_h, bool need_win) {
+    int64_t first_step, int64_t steps_total, int64_t chunk_values, bool need_x, bool need_h,
+    bool need_win) {
   const char* op = "eleaf::spectral_pool_bwd";
   TORCH_CHECK(grad_.dim() == 3, op, ": grad must be (B, n, T), got ", grad_.dim(),
               " dimensions");
   const Plan p = check(x_, h_, win_, stride, pool_stride, block_frames, start, first_step,
-                       steps_total, grad_.size(2), op);
+                       steps_total, grad_.size(2), chunk_values, op);
   TORCH_CHECK(grad_.size(0) == p.B && grad_.size(1) == p.n &&
                   grad_.scalar_type() == x_.scalar_type(),
               op, ": grad must be (", p.B, ", ", p.n, ", T) of x's dtype");
@@ -203,60 +215,67 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spectral_pool_bwd_cpu(
     return {gx, gh, gwin};
   }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "spectral_pool_bwd_cpu", [&] {
-    const std::vector<scalar_t> X = segment_spectra(x.data_ptr<scalar_t>(), p);
     const scalar_t* gp = grad.data_ptr<scalar_t>();
     const scalar_t* hp = h.data_ptr<scalar_t>();
     const scalar_t* wp = win.data_ptr<scalar_t>();
-    if (need_h || need_win) {
-      // per filter f: grad_h[f, q + j M] = sum_{b, k} conj(X[b, k, q + j M]) gz[b, k, f, q]
-      scalar_t* ghp = need_h ? gh.data_ptr<scalar_t>() : nullptr;
-      scalar_t* gwp = need_win ? gwin.data_ptr<scalar_t>() : nullptr;
-      at::parallel_for(0, p.n, 1, [&](int64_t f0, int64_t f1) {
-        Scratch<scalar_t> s(p, true);
-        for (int64_t f = f0; f < f1; ++f) {
-          scalar_t* gw = gwp ? gwp + f * p.W : s.gw.data();
-          for (int64_t k = 0; k < p.blocks; ++k) {
-            const Geometry g = p.pool(k);
-            for (int64_t b = 0; b < p.B; ++b) {
-              const scalar_t* Xbk = X.data() + 2 * (b * p.blocks + k) * p.N;
-              row_grad(gp + (b * p.n + f) * p.T + k * p.fb, Xbk, hp + 2 * f * p.N,
-                       wp + f * p.W, gw, s, g, p);
-              if (!ghp) continue;
-              for (int64_t j = 0; j < p.s; ++j) {
-                cmul_conj_add_any(Xbk + 2 * j * p.M, s.gz.data(),
-                                  ghp + 2 * (f * p.N + j * p.M), p.M);
+    scalar_t* ghp = need_h ? gh.data_ptr<scalar_t>() : nullptr;
+    scalar_t* gwp = need_win ? gwin.data_ptr<scalar_t>() : nullptr;
+    scalar_t* gxp = need_x ? gx.data_ptr<scalar_t>() : nullptr;
+    // chunks of blocks in order: every sum below runs over (block, example) in the same order
+    // whatever the chunk size
+    for (int64_t k0 = 0; k0 < p.blocks; k0 += p.chunk) {
+      const int64_t nk = std::min(p.chunk, p.blocks - k0);
+      const std::vector<scalar_t> X = segment_spectra(x.data_ptr<scalar_t>(), p, k0, k0 + nk);
+      if (need_h || need_win) {
+        // per filter f: grad_h[f, q + j M] = sum_{b, k} conj(X[b, k, q + j M]) gz[b, k, f, q]
+        at::parallel_for(0, p.n, 1, [&](int64_t f0, int64_t f1) {
+          Scratch<scalar_t> s(p, true);
+          for (int64_t f = f0; f < f1; ++f) {
+            scalar_t* gw = gwp ? gwp + f * p.W : s.gw.data();
+            for (int64_t kk = 0; kk < nk; ++kk) {
+              const int64_t k = k0 + kk;
+              const Geometry g = p.pool(k);
+              for (int64_t b = 0; b < p.B; ++b) {
+                const scalar_t* Xbk = X.data() + 2 * (b * nk + kk) * p.N;
+                row_grad(gp + (b * p.n + f) * p.T + k * p.fb, Xbk, hp + 2 * f * p.N,
+                         wp + f * p.W, gw, s, g, p);
+                if (!ghp) continue;
+                for (int64_t j = 0; j < p.s; ++j) {
+                  cmul_conj_add_any(Xbk + 2 * j * p.M, s.gz.data(),
+                                    ghp + 2 * (f * p.N + j * p.M), p.M);
+                }
               }
             }
           }
-        }
-      });
-    }
-    if (need_x) {
-      // per example b and block k: gX[q + j M] = sum_f conj(h[f, q + j M]) gz[b, k, f, q],
-      // then x's gradient Re(N ifft_N(gX)) added to the block's segment, blocks in order
-      scalar_t* gxp = gx.data_ptr<scalar_t>();
-      at::parallel_for(0, p.B, 1, [&](int64_t b0, int64_t b1) {
-        Scratch<scalar_t> s(p, true, true);
-        for (int64_t b = b0; b < b1; ++b) {
-          for (int64_t k = 0; k < p.blocks; ++k) {
-            const Geometry g = p.pool(k);
-            std::fill(s.gX.begin(), s.gX.end(), scalar_t(0));
-            for (int64_t f = 0; f < p.n; ++f) {
-              const scalar_t* hf = hp + 2 * f * p.N;
-              row_grad(gp + (b * p.n + f) * p.T + k * p.fb,
-                       X.data() + 2 * (b * p.blocks + k) * p.N, hf, wp + f * p.W,
-                       s.gw.data(), s, g, p);
-              for (int64_t j = 0; j < p.s; ++j) {
-                cmul_conj_add_any(hf + 2 * j * p.M, s.gz.data(), s.gX.data() + 2 * j * p.M,
-                                  p.M);
+        });
+      }
+      if (need_x) {
+        // per example b and block k: gX[q + j M] = sum_f conj(h[f, q + j M]) gz[b, k, f, q],
+        // then x's gradient Re(N ifft_N(gX)) added to the block's segment, blocks in order
+        at::parallel_for(0, p.B, 1, [&](int64_t b0, int64_t b1) {
+          Scratch<scalar_t> s(p, true, true);
+          for (int64_t b = b0; b < b1; ++b) {
+            for (int64_t kk = 0; kk < nk; ++kk) {
+              const int64_t k = k0 + kk;
+              const Geometry g = p.pool(k);
+              std::fill(s.gX.begin(), s.gX.end(), scalar_t(0));
+              for (int64_t f = 0; f < p.n; ++f) {
+                const scalar_t* hf = hp + 2 * f * p.N;
+                row_grad(gp + (b * p.n + f) * p.T + k * p.fb,
+                         X.data() + 2 * (b * nk + kk) * p.N, hf, wp + f * p.W, s.gw.data(), s,
+                         g, p);
+                for (int64_t j = 0; j < p.s; ++j) {
+                  cmul_conj_add_any(hf + 2 * j * p.M, s.gz.data(), s.gX.data() + 2 * j * p.M,
+                                    p.M);
+                }
               }
+              dft::backward(s.gX.data(), p.N, 1.0);
+              scalar_t* seg = gxp + b * p.L + p.offset(k);
+              for (int64_t i = 0; i < p.N; ++i) seg[i] += s.gX[2 * i];
             }
-            dft::backward(s.gX.data(), p.N, 1.0);
-            scalar_t* seg = gxp + b * p.L + p.offset(k);
-            for (int64_t i = 0; i < p.N; ++i) seg[i] += s.gX[2 * i];
           }
-        }
-      });
+        });
+      }
     }
   });
   return {gx, gh, gwin};
@@ -269,10 +288,12 @@ std::string spectral_pool_unavailable() { return dft::reason(); }
 
 TORCH_LIBRARY_FRAGMENT(eleaf, m) {
   m.def("spectral_pool_fwd(Tensor x, Tensor h, Tensor win, int stride, int pool_stride, "
-        "int block_frames, int start, int first_step, int steps_total, int frames) -> Tensor");
+        "int block_frames, int start, int first_step, int steps_total, int frames, "
+        "int chunk_values) -> Tensor");
   m.def("spectral_pool_bwd(Tensor grad, Tensor x, Tensor h, Tensor win, int stride, "
         "int pool_stride, int block_frames, int start, int first_step, int steps_total, "
-        "bool need_x, bool need_h, bool need_win) -> (Tensor, Tensor, Tensor)");
+        "int chunk_values, bool need_x, bool need_h, bool need_win) "
+        "-> (Tensor, Tensor, Tensor)");
   m.def("spectral_pool_unavailable() -> str", &eleaf::spectral_pool_unavailable);
 }
 

@@ -57,7 +57,7 @@ from ..functional.pooling import gauss_windows_padded
 from .backends import cpp_status, register_impl
 
 __all__ = ['gabor_filterbank_cpu', 'modulus_pool', 'choose_method', 'plan_blocks',
-           'BLOCK_VALUES', 'CHECKPOINT_VALUES', 'FFT_BLOCK_SAMPLES', 'AVAILABLE', 'FUSED_FFT']
+           'BLOCK_VALUES', 'CHECKPOINT_VALUES', 'FFT_BLOCK_SAMPLES', 'SPECTRA_VALUES', 'AVAILABLE', 'FUSED_FFT']
 
 AVAILABLE, _REASON, _ = cpp_status()
 
@@ -101,6 +101,9 @@ CHECKPOINT_VALUES = 1 << 24
 #: the filters pass over it, and cost less per point than long ones; measured on LEAF and
 #: EfficientLEAF 4G (16 x 1 s, 2 x 8 s): 6144 was fastest among 3000 ... 32768
 FFT_BLOCK_SAMPLES = 6144
+#: complex values of segment spectra the fused FFT op holds at once (a chunk of blocks):
+#: 32 MiB in float32, whatever the input's length
+SPECTRA_VALUES = 1 << 22
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
@@ -384,7 +387,8 @@ def _group(xp: torch.Tensor, offset: int, plan: _GroupPlan, taps_re: torch.Tenso
     if plan.method == 'fft' and FUSED_FFT:  # one call per chunk of examples, all blocks
         first_step = -(W // 2)
         args = (torch.view_as_real(spectra), win, s, P, plan.block,
-                first_step * s - h + offset, first_step, plan.steps_total, plan.frames)
+                first_step * s - h + offset, first_step, plan.steps_total, plan.frames,
+                SPECTRA_VALUES)
         rows = [torch.ops.eleaf.spectral_pool_fwd(xp[b0:b0 + plan.examples], *args)
                 for b0 in range(0, B, plan.examples)]
         return rows[0] if len(rows) == 1 else torch.cat(rows, 0)
@@ -488,12 +492,13 @@ if AVAILABLE:
 
     @torch.library.register_fake('eleaf::spectral_pool_fwd')
     def _spectral_pool_fwd_fake(x, h, win, stride, pool_stride, block_frames, start,
-                                first_step, steps_total, frames):
+                                first_step, steps_total, frames, chunk_values):
         return x.new_empty((x.shape[0], h.shape[0], frames))
 
     @torch.library.register_fake('eleaf::spectral_pool_bwd')
     def _spectral_pool_bwd_fake(grad, x, h, win, stride, pool_stride, block_frames, start,
-                                first_step, steps_total, need_x, need_h, need_win):
+                                first_step, steps_total, chunk_values, need_x, need_h,
+                                need_win):
         return (x.new_empty(x.shape if need_x else (0,)),
                 h.new_empty(h.shape if need_h else (0,)),
                 win.new_empty(win.shape if need_win else (0,)))
@@ -501,13 +506,13 @@ if AVAILABLE:
     def _pool_setup_context(ctx, inputs, output):
         x, h, win = inputs[:3]
         ctx.save_for_backward(x, h, win)
-        ctx.geometry = inputs[3:9]
+        ctx.geometry = inputs[3:9] + inputs[10:11]   # all but frames (grad's last size)
 
     def _pool_backward(ctx, grad):
         x, h, win = ctx.saved_tensors
         need = ctx.needs_input_grad[:3]
         grads = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *ctx.geometry, *need)
-        return tuple(g if n else None for g, n in zip(grads, need)) + (None,) * 7
+        return tuple(g if n else None for g, n in zip(grads, need)) + (None,) * 8
 
     torch.library.register_autograd('eleaf::spectral_pool_fwd', _pool_backward,
                                     setup_context=_pool_setup_context)

@@ -74,6 +74,11 @@ def geometry(c):
     return (c['s'], c['P'], c['fb'], c['start'], c['first_step'], c['steps_total'])
 
 
+#: chunk_values of the op (complex values of segment spectra held at once): one block at a
+#: time, or all
+ONE_BLOCK, ALL = 1, 1 << 30
+
+
 def tensors(c, dtype, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(c['B'], c['L'], generator=g, dtype=torch.float64)
@@ -86,13 +91,14 @@ def tensors(c, dtype, seed):
 @pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
 @pytest.mark.parametrize('seed', range(16))
 def test_against_definition(seed, dtype):
+    chunk = ONE_BLOCK if seed % 2 else ALL
     c = draw(seed)
     x, h, win, grad = tensors(c, dtype, seed)
     ref_in = [t.detach().double().requires_grad_() for t in (x, h, win)]
     ref = definition(*ref_in, *geometry(c), c['T'])
     ref_grads = torch.autograd.grad(ref, ref_in, grad.double())
     ins = [t.detach().requires_grad_() for t in (x, h, win)]
-    out = torch.ops.eleaf.spectral_pool_fwd(*ins, *geometry(c), c['T'])
+    out = torch.ops.eleaf.spectral_pool_fwd(*ins, *geometry(c), c['T'], chunk)
     grads = torch.autograd.grad(out, ins, grad)
     desc = '%s %s' % (c, dtype)
     assert_close('out ' + desc, ref, out, RTOL[dtype])
@@ -104,9 +110,10 @@ def test_against_definition(seed, dtype):
 def test_gradients_only_where_needed():
     c = draw(3)
     x, h, win, grad = tensors(c, torch.float64, 3)
-    full = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry(c), True, True, True)
+    full = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry(c), ALL, True, True,
+                                             True)
     for need in [(True, False, False), (False, True, False), (False, False, True)]:
-        part = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry(c), *need)
+        part = torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry(c), ALL, *need)
         for wanted, p, f in zip(need, part, full):
             if wanted:
                 assert torch.equal(p, f)
@@ -124,7 +131,7 @@ def test_matches_the_separate_ops():
     z = torch.ops.eleaf.spectral_fold_fwd(spectrum, h, 2)
     y = torch.view_as_real(torch.fft.ifft(torch.view_as_complex(z)))
     separate = gabor_cpu.modulus_pool(y, win, 4, 3, 60, 14, True)
-    fused = torch.ops.eleaf.spectral_pool_fwd(x, h, win, *geometry(c), 14)
+    fused = torch.ops.eleaf.spectral_pool_fwd(x, h, win, *geometry(c), 14, ALL)
     assert_close('fused vs separate', separate, fused, 1e-6)
 
 
@@ -132,15 +139,15 @@ def test_opcheck_and_gradcheck():
     c = dict(B=2, n=2, s=2, M=12, W=5, P=3, fb=2, T=3, start=1, first_step=-2,
              steps_total=8, L=40)
     x, h, win, _ = tensors(c, torch.float64, 1)
-    args = (x.requires_grad_(), h.requires_grad_(), win.requires_grad_()) + geometry(c) + (3,)
+    args = (x.requires_grad_(), h.requires_grad_(), win.requires_grad_()) + geometry(c) + (3, 40)
     torch.library.opcheck(torch.ops.eleaf.spectral_pool_fwd.default, args)
     torch.autograd.gradcheck(lambda a, b, w: torch.ops.eleaf.spectral_pool_fwd(
         a, b, w, *args[3:]), args[:3])
 
 
 #: x (B, L), h (n, N, 2), win (n, W); then stride, P, block_frames, start, first_step,
-#: steps_total, frames
-_OK = ((2, 40), (3, 12, 2), (3, 5)), (1, 2, 2, 0, -2, 30, 5)
+#: steps_total, frames, chunk_values
+_OK = ((2, 40), (3, 12, 2), (3, 5)), (1, 2, 2, 0, -2, 30, 5, 100)
 
 
 @pytest.mark.parametrize('shapes, ints, message', [
@@ -148,10 +155,10 @@ _OK = ((2, 40), (3, 12, 2), (3, 5)), (1, 2, 2, 0, -2, 30, 5)
     ((_OK[0][0], (3, 12), _OK[0][2]), _OK[1], r'h must be \(n, N, 2\)'),
     (_OK[0][:2] + ((2, 5),), _OK[1], r'win must be \(n, W\)'),
     (_OK[0], (5,) + _OK[1][1:], 'multiple of the stride'),
-    (_OK[0], (1, 2, 5, 0, -2, 30, 5), 'do not fit in M'),
-    (_OK[0], (1, 2, 2, 0, -2, 30, 40), 'do not fit in x'),
-    (_OK[0], (1, 2, 2, -1, -2, 30, 5), 'do not fit in x'),
-    (_OK[0], (1, 0, 2, 0, -2, 30, 5), 'must be >= 1'),
+    (_OK[0], (1, 2, 5, 0, -2, 30, 5, 100), 'do not fit in M'),
+    (_OK[0], (1, 2, 2, 0, -2, 30, 40, 100), 'do not fit in x'),
+    (_OK[0], (1, 2, 2, -1, -2, 30, 5, 100), 'do not fit in x'),
+    (_OK[0], (1, 0, 2, 0, -2, 30, 5, 100), 'must be >= 1'),
 ])
 def test_errors(shapes, ints, message):
     x, h, win = (torch.zeros(s) for s in shapes)
@@ -164,7 +171,7 @@ def test_dtype_error():
     x, h = torch.zeros(2, 8, dtype=torch.float16), torch.zeros(1, 8, 2, dtype=torch.float16)
     with pytest.raises(RuntimeError, match='float32 or all float64'):
         torch.ops.eleaf.spectral_pool_fwd(x, h, torch.zeros(1, 3, dtype=torch.float16),
-                                          1, 1, 2, 0, 0, 8, 2)
+                                          1, 1, 2, 0, 0, 8, 2, 100)
 
 
 def test_threads_do_not_change_the_result():
@@ -177,10 +184,27 @@ def test_threads_do_not_change_the_result():
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            results.append((torch.ops.eleaf.spectral_pool_fwd(x, h, win, *geometry(c), 40),)
+            results.append((torch.ops.eleaf.spectral_pool_fwd(x, h, win, *geometry(c), 40,
+                                                              ALL),)
                            + torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry(c),
-                                                               True, True, True))
+                                                               ALL, True, True, True))
     finally:
         torch.set_num_threads(old)
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+def test_chunks_do_not_change_the_result():
+    # the segment spectra held one block at a time or all at once: the same sums in the
+    # same order, bit for bit
+    c = dict(B=3, n=4, s=2, M=64, W=9, P=4, fb=5, T=23, start=2, first_step=-4,
+             steps_total=90, L=300)
+    x, h, win, grad = tensors(c, torch.float32, 4)
+    results = []
+    for chunk in (ONE_BLOCK, 2 * c['B'] * c['M'] * c['s'], ALL):
+        results.append((torch.ops.eleaf.spectral_pool_fwd(x, h, win, *geometry(c), 23, chunk),)
+                       + torch.ops.eleaf.spectral_pool_bwd(grad, x, h, win, *geometry(c), chunk,
+                                                           True, True, True))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
