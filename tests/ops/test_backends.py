@@ -97,6 +97,10 @@ def test_cli_info_and_demo(tmp_path, capsys):
     assert main(['info']) == 0
     out = capsys.readouterr().out
     assert 'torch' in out and 'triton' in out and 'cpp' in out
+    if bk.cpp_status()[0]:  # which FFT path the CPU filterbank takes
+        from eleaf.ops import gabor_cpu
+        expect = 'fused op' if gabor_cpu.FUSED_FFT else 'separate ops'
+        assert 'cpp filterbank FFT path: ' + expect in out
     png = tmp_path / 'demo.png'
     assert main(['demo', '--seconds', '0.5', '--output', str(png)]) == 0
     out = capsys.readouterr().out
