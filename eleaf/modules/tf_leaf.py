@@ -23,12 +23,12 @@ from ..functional.tf_leaf import (TF_FLOOR, tf_gabor_constraint, tf_gabor_filter
                                   tf_gabor_init, tf_gabor_taps, tf_instance_norm_ref,
                                   tf_lowpass_windows, tf_pcen_ref, tf_preemphasis_ref,
                                   tf_window_sizes)
-from ..ops import check_backend_name, register_impl, select_impl
+from ..ops import check_backend_name, component_backend, register_impl, select_impl
 from .inputs import check_waveform
 
 __all__ = ['TFLeaf', 'TFPCEN']
 
-# The TF port's ops: only reference implementations so far; a fast backend registers its own
+# The TF port's ops: reference implementations here; a fast backend registers its own
 # implementation of the same signature (see eleaf.ops) and TFLeaf picks it up.
 register_impl('tf_gabor_filterbank', 'torch', tf_gabor_filterbank_ref)
 register_impl('tf_pcen', 'torch', tf_pcen_ref)
@@ -172,8 +172,9 @@ class TFLeaf(nn.Module):
         init_sample_rate (int, keyword-only): sample rate of the Gabor initialisation, TF's
             ``GaborInit(sample_rate=16000)`` whatever ``sample_rate``. (Default: 16000)
         backend (str, keyword-only): 'auto', 'torch', 'triton' or 'cpp' for the ops
-            ``tf_gabor_filterbank`` and ``tf_pcen`` (only 'torch' implements them so far).
-            (Default: 'auto')
+            ``tf_gabor_filterbank`` (also on 'cpp': the CPU filterbank,
+            :mod:`eleaf.ops.tf_gabor_cpu`) and ``tf_pcen`` ('torch' only); an op without an
+            implementation in the requested backend runs on 'auto'. (Default: 'auto')
     Shape:
         (B, L) or (B, 1, L) -> (B, F, T), T = ceil(L / S). TF's ``(B, L, 1)`` input is
         ``x.transpose(1, 2)`` here, and TF's ``(B, T, F)`` output is ``y.transpose(1, 2)``.
@@ -229,7 +230,7 @@ class TFLeaf(nn.Module):
                                  delta=delta, root=root, floor=floor, trainable=trainable,
                                  learn_smooth_coef=learn_smooth_coef,
                                  per_channel_smooth_coef=per_channel_smooth_coef,
-                                 backend=backend)
+                                 backend=component_backend('tf_pcen', backend))
         self.compression = compression
         if self.mean_var_norm:
             self.instance_norm_gamma = nn.Parameter(torch.ones(self.n_filters))
@@ -266,7 +267,9 @@ class TFLeaf(nn.Module):
         Returns:
             Tensor: (B, F, T).
         """
-        _, impl = select_impl('tf_gabor_filterbank', self.backend, x.device, x.dtype)
+        _, impl = select_impl('tf_gabor_filterbank',
+                              component_backend('tf_gabor_filterbank', self.backend),
+                              x.device, x.dtype)
         return impl(x, self.constrained_kernel(), self.clipped_pooling_widths(),
                     self.kernel_size, self.stride)
 

@@ -56,7 +56,7 @@ from ..functional.gabor import GroupGeometry, gabor_taps_padded
 from ..functional.pooling import gauss_windows_padded
 from .backends import cpp_status, register_impl
 
-__all__ = ['gabor_filterbank_cpu', 'modulus_pool', 'choose_method', 'plan_blocks',
+__all__ = ['gabor_filterbank_cpu', 'filterbank_groups', 'modulus_pool', 'choose_method', 'plan_blocks',
            'BLOCK_VALUES', 'CHECKPOINT_VALUES', 'FFT_BLOCK_SAMPLES', 'SPECTRA_VALUES', 'AVAILABLE', 'FUSED_FFT']
 
 AVAILABLE, _REASON, _ = cpp_status()
@@ -318,8 +318,9 @@ def _block(xseg: torch.Tensor, taps: torch.Tensor, spectra: Optional[torch.Tenso
 class _GroupPlan:
     """How one group of a call is computed: its convolution steps inside the signal and
     frames, the block size (examples, frames; :func:`plan_blocks`), the method
-    (:func:`choose_method`), the input samples one block reads, and whether blocks are
-    recomputed in the backward pass."""
+    (:func:`choose_method`), the input samples one block reads, whether blocks are
+    recomputed in the backward pass, and the pooling's left zero padding in steps (frame t
+    pools steps ``t P - pool_left ...``; W//2 centres the frames, as LEAF does)."""
     geom: GroupGeometry
     steps_total: int
     frames: int
@@ -328,10 +329,13 @@ class _GroupPlan:
     method: str
     seg_len: int
     recompute: bool
+    pool_left: int
 
     @staticmethod
-    def make(B: int, L: int, geom: GroupGeometry, input_grad: bool, train: bool):
+    def make(B: int, L: int, geom: GroupGeometry, input_grad: bool, train: bool,
+             pool_left: Optional[int] = None):
         s, P, W = geom.conv_stride, geom.pool_stride, geom.window_size
+        pool_left = W // 2 if pool_left is None else pool_left
         steps_total = (L - 1) // s + 1
         frames = (steps_total - 1) // P + 1
         method = None
@@ -350,15 +354,15 @@ class _GroupPlan:
         recompute = (stores and (input_grad or train)
                      and 2 * B * geom.num_filters * steps_total > CHECKPOINT_VALUES)
         return _GroupPlan(geom, steps_total, frames, examples, block, method, seg_len,
-                          recompute)
+                          recompute, pool_left)
 
     def padding(self, L: int) -> Tuple[int, int]:
         """(left, right) zero padding of the L-sample input that covers every segment."""
         g = self.geom
         s, h = g.conv_stride, g.kernel_size // 2
         last_start = ((self.frames - 1) // self.block * self.block * g.pool_stride
-                      - g.window_size // 2) * s - h
-        return (g.window_size // 2) * s + h, max(0, last_start + self.seg_len - L)
+                      - self.pool_left) * s - h
+        return max(0, self.pool_left * s + h), max(0, last_start + self.seg_len - L)
 
 
 def _group(xp: torch.Tensor, offset: int, plan: _GroupPlan, taps_re: torch.Tensor,
@@ -383,9 +387,9 @@ def _group(xp: torch.Tensor, offset: int, plan: _GroupPlan, taps_re: torch.Tenso
     else:
         taps = torch.cat([re, im])[:, None]
 
-    # the block of frames [t0, t1) starts at step p0 = t0 P - W//2, i.e. at sample p0 s - h
+    # the block of frames [t0, t1) starts at step p0 = t0 P - pool_left, at sample p0 s - h
     if plan.method == 'fft' and FUSED_FFT:  # one call per chunk of examples, all blocks
-        first_step = -(W // 2)
+        first_step = -plan.pool_left
         args = (torch.view_as_real(spectra), win, s, P, plan.block,
                 first_step * s - h + offset, first_step, plan.steps_total, plan.frames,
                 SPECTRA_VALUES)
@@ -397,7 +401,7 @@ def _group(xp: torch.Tensor, offset: int, plan: _GroupPlan, taps_re: torch.Tenso
         outputs = []
         for t0 in range(0, plan.frames, plan.block):
             t1 = min(plan.frames, t0 + plan.block)
-            p0 = t0 * P - W // 2
+            p0 = t0 * P - plan.pool_left
             steps = (t1 - 1 - t0) * P + W
             start = p0 * s - h + offset
             xseg = xp[b0:b0 + plan.examples, start:start + plan.seg_len]
@@ -425,13 +429,6 @@ def gabor_filterbank_cpu(x: torch.Tensor, center_freqs: torch.Tensor,
     if x.dim() != 3 or x.shape[1] != 1:
         raise ValueError('gabor_filterbank: x must be (B, 1, L), got %s' % (tuple(x.shape),))
     dtype = torch.promote_types(x.dtype, center_freqs.dtype)
-    B, L = x.shape[0], x.shape[-1]
-    grad = torch.is_grad_enabled()
-    train = grad and any(t.requires_grad for t in (center_freqs, bandwidths, pool_widths))
-    plans = [_GroupPlan.make(B, L, geom, grad and x.requires_grad, train) for geom in geometry]
-    pads = [plan.padding(L) for plan in plans]
-    left, right = max(p[0] for p in pads), max(p[1] for p in pads)
-    xp = F.pad(x[:, 0].to(dtype), (left, right))      # one padded copy for all groups
     # taps and windows of all groups at once (few ops, whatever the number of groups)
     taps_re, taps_im = gabor_taps_padded(max(g.kernel_size for g in geometry),
                                          center_freqs.to(dtype), bandwidths.to(dtype))
@@ -439,6 +436,33 @@ def gabor_filterbank_cpu(x: torch.Tensor, center_freqs: torch.Tensor,
                        for g in geometry])
     windows = gauss_windows_padded(sizes, pool_widths.to(dtype),
                                    max(g.window_size for g in geometry))
+    return filterbank_groups(x.to(dtype), taps_re, taps_im, windows, geometry)
+
+
+def filterbank_groups(x: torch.Tensor, taps_re: torch.Tensor, taps_im: torch.Tensor,
+                      windows: torch.Tensor, geometry: Sequence[GroupGeometry],
+                      pool_left: Optional[int] = None) -> torch.Tensor:
+    """Gabor convolution, squared modulus and pooling of every group, given its taps and
+    windows (what :func:`gabor_filterbank_cpu` and the TF port's filterbank share).
+
+    Args:
+        x (Tensor): (B, 1, L) waveform in the computation's dtype.
+        taps_re, taps_im (Tensor): (F, K_max) taps of all filters on one centred grid.
+        windows (Tensor): (F, W_max) pooling windows, each starting at column 0.
+        geometry: one :class:`~eleaf.functional.GroupGeometry` per group.
+        pool_left (int or None): the pooling's left zero padding in convolution steps, for
+            every group; None: W//2 of each group (centred frames).
+    Returns:
+        Tensor: (B, F, T), T = (L - 1) // (s P) + 1.
+    """
+    B, L = x.shape[0], x.shape[-1]
+    grad = torch.is_grad_enabled()
+    train = grad and any(t.requires_grad for t in (taps_re, taps_im, windows))
+    plans = [_GroupPlan.make(B, L, geom, grad and x.requires_grad, train, pool_left)
+             for geom in geometry]
+    pads = [plan.padding(L) for plan in plans]
+    left, right = max(p[0] for p in pads), max(p[1] for p in pads)
+    xp = F.pad(x[:, 0], (left, right))      # one padded copy for all groups
     outputs = [_group(xp, left, plan, taps_re, taps_im, windows) for plan in plans]
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
 

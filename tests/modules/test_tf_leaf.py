@@ -16,8 +16,8 @@ from eleaf.functional.tf_leaf import (tf_gabor_init, tf_linspace, tf_mel_weight_
 from eleaf.functional.pcen import pcen_ref
 from eleaf.modules.tf_leaf import TFPCEN, canonical_tf_name
 from eleaf.ops import select_impl
-from eleaf.ops.backends import BackendUnavailableError
-from tests.testing import assert_close, rel_err
+from eleaf.ops.backends import BackendUnavailableError, cpp_status
+from tests.testing import RTOL, assert_close, rel_err
 
 Z = math.sqrt(2 * math.log(2)) / math.pi
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
@@ -695,8 +695,19 @@ def test_inputs_options_and_backend():
                                         'compression.smooth']
     assert model.frames(16000) == 100 and model.frames(16001) == 101
     assert 'TFLeaf' in eleaf.__all__ and eleaf.modules.TFLeaf is eleaf.TFLeaf
-    with pytest.raises(BackendUnavailableError):
-        eleaf.TFLeaf(n_filters=4, backend='cpp')(x)
+    # 'auto' runs the filterbank on the CPU fast path where eleaf._C is built (compared with
+    # the reference in tests/ops/test_tf_gabor_cpu.py), PCEN on torch; an explicit backend
+    # goes to the ops that have it, 'auto' to the others; explicit on PCEN alone raises
+    cpp_ok = cpp_status()[0]
     name, _ = select_impl('tf_gabor_filterbank', 'auto', x.device, x.dtype)
-    assert name == 'torch'
-    assert torch.equal(eleaf.TFLeaf(n_filters=4, backend='torch')(x), model(x))
+    assert name == ('cpp' if cpp_ok else 'torch')
+    reference = eleaf.TFLeaf(n_filters=4, backend='torch')(x)
+    assert_close('auto vs torch', reference, model(x), RTOL[torch.float32])
+    if cpp_ok:
+        assert_close('cpp vs torch', reference, eleaf.TFLeaf(n_filters=4, backend='cpp')(x),
+                     RTOL[torch.float32])
+    else:
+        with pytest.raises(BackendUnavailableError):
+            eleaf.TFLeaf(n_filters=4, backend='cpp')(x)
+    with pytest.raises(BackendUnavailableError):
+        TFPCEN(4, backend='cpp')(torch.rand(2, 4, 10))

@@ -1,0 +1,59 @@
+"""TF LEAF's filterbank on the CPU: the ``'cpp'`` implementation of ``tf_gabor_filterbank``.
+
+Reference: :func:`eleaf.functional.tf_leaf.tf_gabor_filterbank_ref` (same signature, numbers
+equal up to float rounding): Gabor convolution (stride 1, TF 'SAME' padding), squared modulus,
+depthwise Gaussian pooling (stride S, TF 'SAME' padding that depends on ``L mod S``). It is the
+CPU filterbank of :mod:`eleaf.ops.gabor_cpu` (direct or fused FFT convolution, fused squared
+modulus and pooling, blocks) run as one group of F filters with:
+
+- the reference's own taps (:func:`~eleaf.functional.tf_leaf.tf_gabor_taps`); TF's taps
+  for ``t = -(K//2) ... (K+1)//2 - 1`` read samples ``p + t`` for odd K. For even K they read
+  ``p + t + 1`` ('SAME' pads one sample less on the left), so the taps move one place right
+  on a grid of K + 1 with a zero in front;
+- TF's pooling windows (:func:`~eleaf.functional.tf_leaf.tf_lowpass_windows`, K taps) and
+  frames: frame t pools convolution steps ``t S - left ...``, ``left`` the 'SAME' left
+  padding of the pooling (:func:`~eleaf.functional.tf_leaf.tf_same_padding`).
+
+Dtypes float32 and float64; others fall back to the reference (``check``).
+"""
+import torch
+import torch.nn.functional as F
+
+from ..functional.gabor import GroupGeometry
+from ..functional.tf_leaf import tf_gabor_taps, tf_lowpass_windows, tf_same_padding
+from .backends import register_impl
+from .gabor_cpu import AVAILABLE, check, filterbank_groups
+
+__all__ = ['tf_gabor_filterbank_cpu']
+
+
+def tf_gabor_filterbank_cpu(x: torch.Tensor, kernel: torch.Tensor, pool_widths: torch.Tensor,
+                            kernel_size: int, stride: int) -> torch.Tensor:
+    """Same semantics as :func:`eleaf.functional.tf_leaf.tf_gabor_filterbank_ref`.
+
+    Args:
+        x (Tensor): (B, 1, L) waveform, float32 or float64, CPU.
+        kernel (Tensor): (F, 2) constrained Gabor parameters (centre frequency in rad/sample,
+            sigma in samples).
+        pool_widths (Tensor): (F,) clipped pooling widths.
+        kernel_size (int): K, Gabor and pooling taps.
+        stride (int): S, hop in samples.
+    Returns:
+        Tensor: (B, F, T) with T = ceil(L / S).
+    """
+    if x.dim() != 3 or x.shape[1] != 1:
+        raise ValueError('tf_gabor_filterbank: x must be (B, 1, L), got %s'
+                         % (tuple(x.shape),))
+    K, n = int(kernel_size), kernel.shape[0]
+    taps = tf_gabor_taps(kernel, K).to(x.dtype).view(n, 2, K)
+    re, im = taps[:, 0], taps[:, 1]
+    if K % 2 == 0:  # read samples p + t + 1: one place right on an odd grid
+        re, im = F.pad(re, (1, 0)), F.pad(im, (1, 0))
+    windows = tf_lowpass_windows(pool_widths, K).to(x.dtype)
+    geometry = [GroupGeometry(0, n, 1, stride, re.shape[1], K)]
+    left = tf_same_padding(x.shape[-1], K, stride)[0]
+    return filterbank_groups(x, re, im, windows, geometry, pool_left=left)
+
+
+if AVAILABLE:
+    register_impl('tf_gabor_filterbank', 'cpp', tf_gabor_filterbank_cpu, check)
