@@ -39,8 +39,11 @@ def test_environment_forces_backend(monkeypatch):
         eleaf.EfficientLeaf()(torch.randn(1, 400))  # every op of it has a cpp implementation
     with pytest.raises(bk.BackendUnavailableError, match='ELEAF_BACKEND=cpp'):
         eleaf.Leaf()(torch.randn(1, 400))
-    # ops without a cpp implementation (TF LEAF's filterbank and PCEN) stay on 'auto'
-    assert eleaf.TFLeaf(n_filters=8)(torch.randn(1, 400)).shape == (1, 8, 3)
+    with pytest.raises(bk.BackendUnavailableError, match='ELEAF_BACKEND=cpp'):
+        eleaf.TFLeaf(n_filters=8)(torch.randn(1, 400))  # its filterbank has one
+    # an op without a cpp implementation (TF LEAF's PCEN) stays on 'auto'
+    from eleaf.modules.tf_leaf import TFPCEN
+    assert TFPCEN(8)(torch.rand(1, 8, 3)).shape == (1, 8, 3)
     monkeypatch.setenv('ELEAF_BACKEND', 'torch')
     assert eleaf.EfficientLeaf()(torch.randn(1, 400)).shape == (1, 2, 40, 3)
     # an explicit argument wins over the environment
