@@ -56,8 +56,9 @@ from ..functional.gabor import GroupGeometry, gabor_taps_padded
 from ..functional.pooling import gauss_windows_padded
 from .backends import cpp_status, register_impl
 
-__all__ = ['gabor_filterbank_cpu', 'filterbank_groups', 'modulus_pool', 'choose_method', 'plan_blocks',
-           'BLOCK_VALUES', 'CHECKPOINT_VALUES', 'FFT_BLOCK_SAMPLES', 'SPECTRA_VALUES', 'AVAILABLE', 'FUSED_FFT']
+__all__ = ['gabor_filterbank_cpu', 'filterbank_groups', 'modulus_pool', 'choose_method',
+           'plan_blocks', 'fft_block_frames', 'BLOCK_VALUES', 'CHECKPOINT_VALUES',
+           'FFT_BLOCK_SAMPLES', 'SPECTRA_VALUES', 'AVAILABLE', 'FUSED_FFT']
 
 AVAILABLE, _REASON, _ = cpp_status()
 

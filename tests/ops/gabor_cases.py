@@ -1,6 +1,8 @@
 """Random grouped-filterbank configurations and a runner, shared by the tests of every
-``gabor_filterbank`` implementation (Triton, CPU)."""
+``gabor_filterbank`` implementation (Triton, CPU), and the forcing of the CPU filterbank's
+convolution algorithm (its tests and the TF port's)."""
 import numpy as np
+import pytest
 import torch
 
 from eleaf.functional import group_geometry, group_pool_widths, mel_filter_params
@@ -83,3 +85,21 @@ def run(fn, cfg, x, dtype, grad_seed=0, device='cpu'):
     g = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_seed))
     out.backward(g.to(device, out.dtype))
     return [out.detach(), xs.grad] + [p.grad for p in params]
+
+
+#: the CPU filterbank's convolution algorithms: 'fft' runs the fused op where oneMKL's FFTs
+#: were found, 'fft-unfused' the separate ops
+CPU_METHODS = ['direct', 'fft', 'fft-unfused']
+
+
+def force_cpu_method(monkeypatch, method):
+    """Make the CPU filterbank (eleaf/ops/gabor_cpu.py) take ``method`` (one of
+    :data:`CPU_METHODS`) for every group; skips the test for 'fft' without the fused op."""
+    from eleaf.ops import gabor_cpu
+    if method == 'fft-unfused':
+        monkeypatch.setattr(gabor_cpu, 'FUSED_FFT', False)
+        monkeypatch.setattr(gabor_cpu, '_warned_unfused', True)
+        method = 'fft'
+    elif method == 'fft' and not gabor_cpu.FUSED_FFT:
+        pytest.skip('fused FFT op unavailable: %s' % gabor_cpu.FUSED_FFT_REASON)
+    monkeypatch.setattr(gabor_cpu, 'choose_method', lambda *args: method)

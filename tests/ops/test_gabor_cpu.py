@@ -18,7 +18,8 @@ from eleaf.functional import grouped_gabor_filterbank_ref
 from eleaf.functional.gabor import GroupGeometry
 from eleaf.ops import BackendUnavailableError
 from eleaf.ops.backends import cpp_status, resolve_backend
-from tests.ops.gabor_cases import NAMES, draw_config, leaf_config, make_x, run
+from tests.ops.gabor_cases import (CPU_METHODS, NAMES, draw_config, force_cpu_method,
+                                   leaf_config, make_x, run)
 from tests.testing import RTOL, assert_close, rel_err
 
 CPP_OK, CPP_REASON, _ = cpp_status()
@@ -39,19 +40,9 @@ def _nan_fill(nan_fill):
     """Every test here runs with fresh tensors NaN-filled (tests/ops/conftest.py)."""
 
 
-#: the convolution algorithms: 'fft' runs the fused op where oneMKL's FFTs were found,
-#: 'fft-unfused' the separate ops
-METHODS = ['direct', 'fft', 'fft-unfused']
-
-
 def force(monkeypatch, method=None, block_values=None, checkpoint_values=None):
-    if method == 'fft-unfused':
-        monkeypatch.setattr(gabor_cpu, 'FUSED_FFT', False)
-        method = 'fft'
-    elif method == 'fft' and not gabor_cpu.FUSED_FFT:
-        pytest.skip('fused FFT op unavailable: %s' % gabor_cpu.FUSED_FFT_REASON)
     if method is not None:
-        monkeypatch.setattr(gabor_cpu, 'choose_method', lambda *args: method)
+        force_cpu_method(monkeypatch, method)
     if block_values is not None:
         monkeypatch.setattr(gabor_cpu, 'BLOCK_VALUES', block_values)
         monkeypatch.setattr(gabor_cpu.plan_blocks, '__defaults__', (block_values,))
@@ -76,20 +67,20 @@ def compare(cfg, x=None, dtypes=(torch.float32,)):
                 assert_close('%s %s [%s]' % (name, dtype, cfg['desc']), r, o, RTOL[dtype])
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', CPU_METHODS)
 @pytest.mark.parametrize('seed', range(8))
 def test_random_configs(monkeypatch, seed, method):
     force(monkeypatch, method)
     compare(draw_config(seed, max_cost=3e6, cost=cost), dtypes=(torch.float32, torch.float64))
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', CPU_METHODS)
 def test_leaf(monkeypatch, method):
     force(monkeypatch, method)
     compare(leaf_config(L=2000, n_filters=12))
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', CPU_METHODS)
 @pytest.mark.parametrize('seed', [2, 7])
 @pytest.mark.parametrize('x_grad', [True, False])
 def test_blocks_and_recomputation(monkeypatch, seed, method, x_grad):
@@ -107,7 +98,7 @@ def test_short_inputs(monkeypatch):
     for L in (1, 7):
         cfg = draw_config(11, max_cost=3e6, cost=cost)
         cfg.update(L=L, batch=1, desc='L=%d' % L)
-        for method in METHODS:
+        for method in CPU_METHODS:
             if method == 'fft' and not gabor_cpu.FUSED_FFT:
                 continue
             force(monkeypatch, method)

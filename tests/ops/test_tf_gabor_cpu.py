@@ -13,6 +13,7 @@ import torch
 
 from eleaf.functional.tf_leaf import tf_gabor_constraint, tf_gabor_filterbank_ref, tf_gabor_init
 from eleaf.ops.backends import cpp_status
+from tests.ops.gabor_cases import CPU_METHODS, force_cpu_method
 from tests.testing import RTOL, assert_close
 
 CPP_OK, CPP_REASON, _ = cpp_status()
@@ -26,16 +27,6 @@ if CPP_OK:
 @pytest.fixture(autouse=True)
 def _nan_fill(nan_fill):
     """Every test here runs with fresh tensors NaN-filled (tests/ops/conftest.py)."""
-
-
-def force(monkeypatch, method):
-    if method == 'fft-unfused':
-        monkeypatch.setattr(gabor_cpu, 'FUSED_FFT', False)
-        monkeypatch.setattr(gabor_cpu, '_warned_unfused', True)
-        method = 'fft'
-    elif method == 'fft' and not gabor_cpu.FUSED_FFT:
-        pytest.skip(gabor_cpu.FUSED_FFT_REASON)
-    monkeypatch.setattr(gabor_cpu, 'choose_method', lambda *args: method)
 
 
 def inputs(F, K, L, B, seed):
@@ -73,11 +64,11 @@ def compare(K, S, L, B=2, F=6, seed=0, dtypes=(torch.float32, torch.float64), x_
             assert_close('grad %s %s' % (name, desc), r, o, RTOL[dtype])
 
 
-@pytest.mark.parametrize('method', ['direct', 'fft', 'fft-unfused'])
+@pytest.mark.parametrize('method', CPU_METHODS)
 @pytest.mark.parametrize('K, S, L', [(401, 160, 16000), (401, 160, 12345), (400, 160, 4000),
                                      (31, 7, 300), (30, 4, 101), (5, 3, 1), (6, 4, 9)])
 def test_against_reference(monkeypatch, method, K, S, L):
-    force(monkeypatch, method)
+    force_cpu_method(monkeypatch, method)
     # the FFT path's input gradient sums every filter in the frequency domain: the direct
     # path is what runs when x needs a gradient (choose_method), so only it is held to the
     # input gradient here
@@ -89,7 +80,7 @@ def test_long_input_in_blocks(monkeypatch):
     for method in ('fft', 'direct'):
         if method == 'fft' and not gabor_cpu.FUSED_FFT:
             continue
-        force(monkeypatch, method)
+        force_cpu_method(monkeypatch, method)
         monkeypatch.setattr(gabor_cpu, 'FFT_BLOCK_SAMPLES', 3000)
         monkeypatch.setattr(gabor_cpu.plan_blocks, '__defaults__', (20000,))
         compare(401, 160, 48000 + 77, B=1, F=4, dtypes=(torch.float32,), x_grad=False)
