@@ -11,7 +11,6 @@
 #endif
 
 #include <map>
-#include <mutex>
 #include <tuple>
 
 namespace eleaf {

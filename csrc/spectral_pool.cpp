@@ -43,6 +43,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -112,15 +113,15 @@ Plan check(const at::Tensor& x, const at::Tensor& h, const at::Tensor& win, int6
 }
 
 // Spectra of the (example, block) segments of blocks [k0, k1): X (B, k1 - k0, N, 2), row
-// b (k1 - k0) + k - k0.
+// b (k1 - k0) + k - k0. Every element is written below (no zero fill first).
 template <typename T>
-std::vector<T> segment_spectra(const T* x, const Plan& p, int64_t k0, int64_t k1) {
+std::unique_ptr<T[]> segment_spectra(const T* x, const Plan& p, int64_t k0, int64_t k1) {
   const int64_t nk = k1 - k0;
-  std::vector<T> X(2 * p.B * nk * p.N);
+  std::unique_ptr<T[]> X(new T[2 * p.B * nk * p.N]);
   at::parallel_for(0, p.B * nk, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* seg = x + (r / nk) * p.L + p.offset(k0 + r % nk);
-      T* out = X.data() + 2 * r * p.N;
+      T* out = X.get() + 2 * r * p.N;
       for (int64_t i = 0; i < p.N; ++i) {
         out[2 * i] = seg[i];
         out[2 * i + 1] = T(0);
@@ -175,14 +176,14 @@ at::Tensor spectral_pool_fwd_cpu(const at::Tensor& x_, const at::Tensor& h_,
     scalar_t* op = out.data_ptr<scalar_t>();
     for (int64_t k0 = 0; k0 < p.blocks; k0 += p.chunk) {
       const int64_t nk = std::min(p.chunk, p.blocks - k0);
-      const std::vector<scalar_t> X = segment_spectra(x.data_ptr<scalar_t>(), p, k0, k0 + nk);
+      const auto X = segment_spectra(x.data_ptr<scalar_t>(), p, k0, k0 + nk);
       // rows ordered (block, filter, example): a thread's rows share a block's input spectra
       at::parallel_for(0, nk * p.n * p.B, 1, [&](int64_t r0, int64_t r1) {
         Scratch<scalar_t> s(p, false);
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t kk = r / (p.n * p.B), f = (r / p.B) % p.n, b = r % p.B;
           const int64_t k = k0 + kk;
-          response(X.data() + 2 * (b * nk + kk) * p.N, hp + 2 * f * p.N, s.z.data(), p);
+          response(X.get() + 2 * (b * nk + kk) * p.N, hp + 2 * f * p.N, s.z.data(), p);
           const scalar_t* z = s.z.data();
           pool_row_fwd(Row<scalar_t>{z, z + 1, 2}, wp + f * p.W,
                        op + (b * p.n + f) * p.T + k * p.fb, s.e.data(), p.pool(k));
@@ -225,7 +226,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spectral_pool_bwd_cpu(
     // whatever the chunk size
     for (int64_t k0 = 0; k0 < p.blocks; k0 += p.chunk) {
       const int64_t nk = std::min(p.chunk, p.blocks - k0);
-      const std::vector<scalar_t> X = segment_spectra(x.data_ptr<scalar_t>(), p, k0, k0 + nk);
+      const auto X = segment_spectra(x.data_ptr<scalar_t>(), p, k0, k0 + nk);
       if (need_h || need_win) {
         // per filter f: grad_h[f, q + j M] = sum_{b, k} conj(X[b, k, q + j M]) gz[b, k, f, q]
         at::parallel_for(0, p.n, 1, [&](int64_t f0, int64_t f1) {
@@ -236,7 +237,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spectral_pool_bwd_cpu(
               const int64_t k = k0 + kk;
               const Geometry g = p.pool(k);
               for (int64_t b = 0; b < p.B; ++b) {
-                const scalar_t* Xbk = X.data() + 2 * (b * nk + kk) * p.N;
+                const scalar_t* Xbk = X.get() + 2 * (b * nk + kk) * p.N;
                 row_grad(gp + (b * p.n + f) * p.T + k * p.fb, Xbk, hp + 2 * f * p.N,
                          wp + f * p.W, gw, s, g, p);
                 if (!ghp) continue;
@@ -262,7 +263,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> spectral_pool_bwd_cpu(
               for (int64_t f = 0; f < p.n; ++f) {
                 const scalar_t* hf = hp + 2 * f * p.N;
                 row_grad(gp + (b * p.n + f) * p.T + k * p.fb,
-                         X.data() + 2 * (b * nk + kk) * p.N, hf, wp + f * p.W, s.gw.data(), s,
+                         X.get() + 2 * (b * nk + kk) * p.N, hf, wp + f * p.W, s.gw.data(), s,
                          g, p);
                 for (int64_t j = 0; j < p.s; ++j) {
                   cmul_conj_add_any(hf + 2 * j * p.M, s.gz.data(), s.gX.data() + 2 * j * p.M,
