@@ -46,13 +46,13 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..functional.gabor import GroupGeometry, gabor_taps_padded
+from ..functional.gabor import GroupGeometry
 from ..functional.pooling import gauss_windows_padded
 from .backends import cpp_status, register_impl
 
@@ -221,38 +221,10 @@ def plan_blocks(batch: int, frames: int, geom: GroupGeometry,
     return 1, max(1, (steps - W) // P + 1)
 
 
-#: the weight gradient of _StridedConv copies the unfolded input first when it has at most
+#: the weight gradient of the direct path (_strided_weight_grad) copies the unfolded input first when it has at most
 #: this many values (2x faster for EfficientLEAF 8G-opt's groups; for larger, overlapping
 #: frames the strided batched product is 3x faster than copying)
 _IM2COL_VALUES = 1 << 21
-
-
-class _StridedConv(torch.autograd.Function):
-    """``conv1d`` of a one-channel signal with C filters and stride s whose weight gradient
-    is computed by :func:`_strided_weight_grad` (2 to 4x faster on the CPU than oneDNN's
-    weight gradient for these shapes).
-
-    Forward: x (B, L), taps (C, 1, K) -> (B, C, (L - K) // s + 1).
-    """
-
-    @staticmethod
-    def forward(ctx, x, taps, stride):
-        ctx.save_for_backward(x, taps)
-        ctx.stride = stride
-        return F.conv1d(x[:, None], taps, stride=stride)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, taps = ctx.saved_tensors
-        s, K = ctx.stride, taps.shape[-1]
-        grad_x = grad_taps = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x[:, None], taps, None, [s], [0], [1], False, [0], 1,
-                [True, False, False])[0][:, 0]
-        if ctx.needs_input_grad[1]:
-            grad_taps = _strided_weight_grad(x, grad, s, K)[:, None]
-        return grad_x, grad_taps, None
 
 
 #: _strided_weight_grad uses the polyphase form up to this many products
@@ -280,6 +252,73 @@ def _strided_weight_grad(x: torch.Tensor, grad: torch.Tensor, s: int, K: int) ->
     return torch.matmul(grad, frames).sum(0)
 
 
+def taps_offsets(geometry: Sequence[GroupGeometry]) -> List[int]:
+    """Where each group's taps start in the packed taps of :func:`filterbank_groups`:
+    the real taps of all groups (group g: n_g K_g values, its (n_g, K_g) taps row by row),
+    then their imaginary taps in the same order, ``offsets[-1]`` values each."""
+    offsets = [0]
+    for g in geometry:
+        offsets.append(offsets[-1] + g.num_filters * g.kernel_size)
+    return offsets
+
+
+@functools.lru_cache(maxsize=64)
+def _taps_layout(layout: Tuple[Tuple[int, int, int], ...]) -> Tuple[torch.Tensor, ...]:
+    """For the real (or imaginary) taps of groups ``(start, stop, K)`` packed as in
+    :func:`taps_offsets`: the filter of each value, its time ``t = -(K//2) ... K//2``
+    (float64), and the number of taps of each filter."""
+    filters, times, lengths = [], [], []
+    for start, stop, K in layout:
+        filters.append(torch.arange(start, stop).repeat_interleave(K))
+        times.append(torch.arange(-(K // 2), K // 2 + 1, dtype=torch.float64).repeat(stop - start))
+        lengths += [K] * (stop - start)
+    return torch.cat(filters), torch.cat(times), torch.tensor(lengths)
+
+
+class _GaborTaps(torch.autograd.Function):
+    """The Gabor taps of every group (SPEC §2, as :func:`~eleaf.functional.gabor_filters`:
+    ``exp(-t^2 / (2 sigma^2)) / (sqrt(2 pi) sigma) (cos + j sin)(mu t)``), each group at its
+    own kernel size, packed (:func:`taps_offsets`), with the gradients of both parameter
+    vectors in closed form, summed in float64, in one node:
+    ``d/dmu = sum_t t (g_im re - g_re im)``,
+    ``d/dsigma = sum_t (g_re re + g_im im) (t^2 / sigma^3 - 1 / sigma)``.
+    Autograd through the dozen elementwise ops on an (F, K_max) grid took a millisecond of
+    EfficientLEAF 8G-opt's training step at 80 filters.
+
+    Forward: center_freqs, sigmas (F,) rad/sample and samples, layout: ((start, stop, K)
+    per group) -> (2 sum_g n_g K_g,) in the parameters' dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, center_freqs, sigmas, layout):
+        filters, times, _ = _taps_layout(layout)
+        t = times.to(center_freqs.dtype)
+        scale = (1. / (math.sqrt(2 * math.pi) * sigmas)).index_select(0, filters)
+        gaussian = torch.exp((1. / (2. * sigmas**2)).index_select(0, filters) * -t**2)
+        phase = center_freqs.index_select(0, filters) * t
+        envelope = scale * gaussian
+        taps = torch.cat([envelope * torch.cos(phase), envelope * torch.sin(phase)])
+        ctx.save_for_backward(sigmas, taps)
+        ctx.layout = layout
+        return taps
+
+    @staticmethod
+    def backward(ctx, grad):
+        sigmas, taps = ctx.saved_tensors
+        filters, t, lengths = _taps_layout(ctx.layout)
+        E = len(filters)
+        re, im, g_re, g_im = taps[:E], taps[E:], grad[:E], grad[E:]
+        wide = torch.float64
+        g_mu = torch.segment_reduce((t * (g_im * re - g_re * im)).to(wide), 'sum',
+                                    lengths=lengths)
+        radial = torch.segment_reduce((g_re * re + g_im * im).to(wide), 'sum', lengths=lengths)
+        radial_t2 = torch.segment_reduce((t * t * (g_re * re + g_im * im)).to(wide), 'sum',
+                                         lengths=lengths)
+        sigma = sigmas.to(wide)
+        g_sigma = radial_t2 / sigma**3 - radial / sigma
+        return g_mu.to(sigmas.dtype), g_sigma.to(sigmas.dtype), None
+
+
 def _fft_filters(re: torch.Tensor, im: torch.Tensor, size: int) -> torch.Tensor:
     """(n, size) spectra of the complex taps arranged for a circular cross-correlation:
     ``u[0] = w[0]``, ``u[size - k] = w[k]``."""
@@ -288,17 +327,14 @@ def _fft_filters(re: torch.Tensor, im: torch.Tensor, size: int) -> torch.Tensor:
     return torch.fft.fft(torch.cat([w[:, :1], zeros, w[:, 1:].flip(-1)], -1))
 
 
-def _block(xseg: torch.Tensor, taps: torch.Tensor, spectra: Optional[torch.Tensor],
-           win: torch.Tensor, geom: GroupGeometry, steps: int, lo: int,
-           hi: int) -> torch.Tensor:
-    """Pooled frames of one block from its input segment.
+def _block(xseg: torch.Tensor, spectra: torch.Tensor, win: torch.Tensor,
+           geom: GroupGeometry, steps: int, lo: int, hi: int) -> torch.Tensor:
+    """Pooled frames of one block of the unfused FFT path from its input segment.
 
     Args:
-        xseg (Tensor): (B, len) input samples from ``p0 s - K//2`` on, where p0 is the first
-            convolution step of the block (``len >= (steps - 1) s + K``; the FFT path reads
-            its whole FFT length).
-        taps (Tensor): (2n, 1, K) real then imaginary taps (direct path).
-        spectra (Tensor or None): (n, N) filter spectra (FFT path) or None (direct path).
+        xseg (Tensor): (B, N) input samples from ``p0 s - K//2`` on, where p0 is the first
+            convolution step of the block; N is the FFT length.
+        spectra (Tensor): (n, N) filter spectra.
         win (Tensor): (n, W) pooling windows.
         steps (int): convolution steps of the block; lo, hi: its steps inside the signal.
     Returns:
@@ -306,10 +342,7 @@ def _block(xseg: torch.Tensor, taps: torch.Tensor, spectra: Optional[torch.Tenso
     """
     s, P, W = geom.conv_stride, geom.pool_stride, geom.window_size
     frames = (steps - W) // P + 1
-    if spectra is None:
-        y = _StridedConv.apply(xseg[:, :_direct_length(steps, geom)], taps, s)
-        return modulus_pool(y, win, P, lo, hi, frames, False)
-    spectrum = torch.view_as_real(torch.fft.fft(xseg[:, :spectra.shape[-1]]))
+    spectrum = torch.view_as_real(torch.fft.fft(xseg))
     prod = torch.ops.eleaf.spectral_fold_fwd(spectrum, torch.view_as_real(spectra), s)
     y = torch.view_as_real(torch.fft.ifft(torch.view_as_complex(prod)))
     return modulus_pool(y, win, P, lo, hi, frames, True)
@@ -365,31 +398,34 @@ class _GroupPlan:
                       - self.pool_left) * s - h
         return max(0, self.pool_left * s + h), max(0, last_start + self.seg_len - L)
 
+    def segments(self, B: int, offset: int) -> Iterator[Tuple[int, int, int, int, int, int]]:
+        """The blocks in order: (b0, t0, t1, start, lo, hi) for examples
+        ``b0 ... b0 + examples - 1`` and frames [t0, t1), whose input segment starts at
+        ``xp[:, start]`` (``offset``: where the signal starts in the padded input ``xp``) and
+        whose convolution steps [lo, hi) lie inside the signal."""
+        g = self.geom
+        s, P, W, h = g.conv_stride, g.pool_stride, g.window_size, g.kernel_size // 2
+        for b0 in range(0, B, self.examples):
+            for t0 in range(0, self.frames, self.block):
+                t1 = min(self.frames, t0 + self.block)
+                p0 = t0 * P - self.pool_left          # the block's first convolution step
+                steps = (t1 - 1 - t0) * P + W
+                yield (b0, t0, t1, p0 * s - h + offset, max(0, -p0),
+                       min(steps, self.steps_total - p0))
 
-def _group(xp: torch.Tensor, offset: int, plan: _GroupPlan, taps_re: torch.Tensor,
-           taps_im: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-    """(B, n, T) pooled responses of one group from the zero-padded input ``xp`` (B, len):
-    sample i of the signal is ``xp[:, offset + i]``. ``taps_re``, ``taps_im``: (F, K_max)
-    taps of all filters on one centred grid; ``windows``: (F, W_max) windows of all filters,
-    each starting at column 0."""
+
+def _fft_group(xp: torch.Tensor, offset: int, plan: _GroupPlan, re: torch.Tensor,
+               im: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
+    """(B, n, T) pooled responses of one group on the FFT path from the zero-padded input
+    ``xp`` (B, len) (sample i of the signal is ``xp[:, offset + i]``), its (n, K) real and
+    imaginary taps and (n, W) windows."""
     B = xp.shape[0]
     geom = plan.geom
-    s, P, K, W = geom.conv_stride, geom.pool_stride, geom.kernel_size, geom.window_size
-    h = K // 2
-    c = taps_re.shape[1] // 2
-    re = taps_re[geom.start:geom.stop, c - h:c + h + 1]
-    im = taps_im[geom.start:geom.stop, c - h:c + h + 1]
-    win = windows[geom.start:geom.stop, :W]
-    taps = spectra = None
-    if plan.method == 'fft':
-        spectra = _fft_filters(re, im, plan.seg_len)
-        if s > 1:  # the 1 / s of the fold (the inverse FFT of N / s points divides by N / s)
-            spectra = spectra / s
-    else:
-        taps = torch.cat([re, im])[:, None]
-
-    # the block of frames [t0, t1) starts at step p0 = t0 P - pool_left, at sample p0 s - h
-    if plan.method == 'fft' and FUSED_FFT:  # one call per chunk of examples, all blocks
+    s, P, W, h = geom.conv_stride, geom.pool_stride, geom.window_size, geom.kernel_size // 2
+    spectra = _fft_filters(re, im, plan.seg_len)
+    if s > 1:  # the 1 / s of the fold (the inverse FFT of N / s points divides by N / s)
+        spectra = spectra / s
+    if FUSED_FFT:  # one call per chunk of examples, all blocks
         first_step = -plan.pool_left
         args = (torch.view_as_real(spectra), win, s, P, plan.block,
                 first_step * s - h + offset, first_step, plan.steps_total, plan.frames,
@@ -397,21 +433,105 @@ def _group(xp: torch.Tensor, offset: int, plan: _GroupPlan, taps_re: torch.Tenso
         rows = [torch.ops.eleaf.spectral_pool_fwd(xp[b0:b0 + plan.examples], *args)
                 for b0 in range(0, B, plan.examples)]
         return rows[0] if len(rows) == 1 else torch.cat(rows, 0)
-    rows = []
-    for b0 in range(0, B, plan.examples):
-        outputs = []
-        for t0 in range(0, plan.frames, plan.block):
-            t1 = min(plan.frames, t0 + plan.block)
-            p0 = t0 * P - plan.pool_left
-            steps = (t1 - 1 - t0) * P + W
-            start = p0 * s - h + offset
-            xseg = xp[b0:b0 + plan.examples, start:start + plan.seg_len]
-            lo, hi = max(0, -p0), min(steps, plan.steps_total - p0)
-            args = (xseg, taps, spectra, win, geom, steps, lo, hi)
-            outputs.append(checkpoint(_block, *args, use_reentrant=False) if plan.recompute
-                           else _block(*args))
-        rows.append(outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1))
+    rows, outputs = [], []
+    for b0, t0, t1, start, lo, hi in plan.segments(B, offset):
+        xseg = xp[b0:b0 + plan.examples, start:start + plan.seg_len]
+        args = (xseg, spectra, win, geom, (t1 - 1 - t0) * P + W, lo, hi)
+        outputs.append(checkpoint(_block, *args, use_reentrant=False) if plan.recompute
+                       else _block(*args))
+        if t1 == plan.frames:
+            rows.append(outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1))
+            outputs = []
     return rows[0] if len(rows) == 1 else torch.cat(rows, 0)
+
+
+def _group_taps(taps: torch.Tensor, windows: torch.Tensor, geom: GroupGeometry,
+                at: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A group's (n, K) real and imaginary taps, views of the packed taps (the group's
+    starting at ``at``, :func:`taps_offsets`), and its (n, W) windows, a view of the
+    windows' grid."""
+    n, K = geom.num_filters, geom.kernel_size
+    half = taps.shape[0] // 2
+    return (taps[at:at + n * K].view(n, K), taps[half + at:half + at + n * K].view(n, K),
+            windows[geom.start:geom.stop, :geom.window_size])
+
+
+class _DirectGroups(torch.autograd.Function):
+    """Every direct-path group of one call in one autograd node: per group and block a
+    strided ``conv1d`` of the 2n real taps, then the squared modulus and pooling
+    (``eleaf::modulus_pool_fwd``); the backward pass gives the gradients of the taps (one
+    batched product, :func:`_strided_weight_grad`), the windows and, when needed, the input.
+    A block's convolution output is kept for the backward pass, or recomputed there when
+    the group's plan says so (``recompute``). One node instead of a dozen per group: the
+    per-op cost of autograd was a third of EfficientLEAF 8G-opt's training step.
+
+    Forward: xp (B, len) zero-padded input, taps (packed, :func:`taps_offsets`), windows
+    (F, W_max), jobs: ((plan, offset in xp, offset in taps), ...), keep: whether a backward
+    pass may follow (else no convolution output outlives its block) -> one (B, n, T) tensor
+    per job.
+    """
+
+    @staticmethod
+    def forward(ctx, xp, taps, windows, jobs, keep):
+        B = xp.shape[0]
+        outputs, kept = [], []
+        for plan, offset, at in jobs:
+            re, im, win = _group_taps(taps, windows, plan.geom, at)
+            weights = torch.cat([re, im])
+            P, s = plan.geom.pool_stride, plan.geom.conv_stride
+            rows, blocks = [], []
+            for b0, t0, t1, start, lo, hi in plan.segments(B, offset):
+                xseg = xp[b0:b0 + plan.examples, start:start + plan.seg_len]
+                y = F.conv1d(xseg[:, None], weights[:, None], stride=s)
+                blocks.append(modulus_pool(y, win, P, lo, hi, t1 - t0, False))
+                if keep and not plan.recompute:
+                    kept.append(y)
+                if t1 == plan.frames:
+                    rows.append(blocks[0] if len(blocks) == 1 else torch.cat(blocks, -1))
+                    blocks = []
+            outputs.append(rows[0] if len(rows) == 1 else torch.cat(rows, 0))
+        ctx.jobs = jobs
+        ctx.save_for_backward(xp, taps, windows, *kept)
+        return tuple(outputs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        xp, taps, windows, *kept = ctx.saved_tensors
+        kept = iter(kept)
+        need_x, need_taps, need_win = ctx.needs_input_grad[:3]
+        B = xp.shape[0]
+        g_xp = torch.zeros_like(xp) if need_x else None
+        g_taps, g_win = torch.zeros_like(taps), torch.zeros_like(windows)
+        for (plan, offset, at), grad in zip(ctx.jobs, grads):
+            if grad is None:    # the output of this group was not used
+                for _ in range(0 if plan.recompute else len(list(plan.segments(B, 0)))):
+                    next(kept)
+                continue
+            geom = plan.geom
+            s, P, K = geom.conv_stride, geom.pool_stride, geom.kernel_size
+            n = geom.num_filters
+            re, im, win = _group_taps(taps, windows, geom, at)
+            weights = torch.cat([re, im])
+            g_re, g_im, gwin = _group_taps(g_taps, g_win, geom, at)
+            for b0, t0, t1, start, lo, hi in plan.segments(B, offset):
+                xseg = xp[b0:b0 + plan.examples, start:start + plan.seg_len]
+                y = (F.conv1d(xseg[:, None], weights[:, None], stride=s) if plan.recompute
+                     else next(kept))
+                gy, gw = torch.ops.eleaf.modulus_pool_bwd(
+                    grad[b0:b0 + plan.examples, :, t0:t1].contiguous(), y, win, P, lo, hi,
+                    False)
+                gwin += gw
+                if need_taps:
+                    gweights = _strided_weight_grad(xseg, gy, s, K)
+                    g_re += gweights[:n]
+                    g_im += gweights[n:]
+                if need_x:
+                    g_xp[b0:b0 + plan.examples, start:start + plan.seg_len] += (
+                        torch.ops.aten.convolution_backward(
+                            gy, xseg[:, None], weights[:, None], None, [s], [0], [1], False,
+                            [0], 1, [True, False, False])[0][:, 0])
+        return (g_xp, g_taps if need_taps else None, g_win if need_win else None, None,
+                None)
 
 
 def gabor_filterbank_cpu(x: torch.Tensor, center_freqs: torch.Tensor,
@@ -430,25 +550,26 @@ def gabor_filterbank_cpu(x: torch.Tensor, center_freqs: torch.Tensor,
     if x.dim() != 3 or x.shape[1] != 1:
         raise ValueError('gabor_filterbank: x must be (B, 1, L), got %s' % (tuple(x.shape),))
     dtype = torch.promote_types(x.dtype, center_freqs.dtype)
-    # taps and windows of all groups at once (few ops, whatever the number of groups)
-    taps_re, taps_im = gabor_taps_padded(max(g.kernel_size for g in geometry),
-                                         center_freqs.to(dtype), bandwidths.to(dtype))
     sizes = torch.cat([torch.full((g.num_filters,), float(g.window_size), dtype=dtype)
                        for g in geometry])
     windows = gauss_windows_padded(sizes, pool_widths.to(dtype),
                                    max(g.window_size for g in geometry))
-    return filterbank_groups(x.to(dtype), taps_re, taps_im, windows, geometry)
+    layout = tuple((g.start, g.stop, g.kernel_size) for g in geometry)
+    taps = _GaborTaps.apply(center_freqs.to(dtype), bandwidths.to(dtype), layout)
+    return filterbank_groups(x.to(dtype), taps, windows, geometry)
 
 
-def filterbank_groups(x: torch.Tensor, taps_re: torch.Tensor, taps_im: torch.Tensor,
-                      windows: torch.Tensor, geometry: Sequence[GroupGeometry],
+def filterbank_groups(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
+                      geometry: Sequence[GroupGeometry],
                       pool_left: Optional[int] = None) -> torch.Tensor:
     """Gabor convolution, squared modulus and pooling of every group, given its taps and
     windows (what :func:`gabor_filterbank_cpu` and the TF port's filterbank share).
 
     Args:
         x (Tensor): (B, 1, L) waveform in the computation's dtype.
-        taps_re, taps_im (Tensor): (F, K_max) taps of all filters on one centred grid.
+        taps (Tensor): the taps of all groups packed into one vector (:func:`taps_offsets`):
+            the real taps of every group, then the imaginary ones, group g's (n_g, K_g)
+            row by row; centred: tap k reads sample ``p s + k - K//2`` for step p.
         windows (Tensor): (F, W_max) pooling windows, each starting at column 0.
         geometry: one :class:`~eleaf.functional.GroupGeometry` per group.
         pool_left (int or None): the pooling's left zero padding in convolution steps, for
@@ -458,13 +579,25 @@ def filterbank_groups(x: torch.Tensor, taps_re: torch.Tensor, taps_im: torch.Ten
     """
     B, L = x.shape[0], x.shape[-1]
     grad = torch.is_grad_enabled()
-    train = grad and any(t.requires_grad for t in (taps_re, taps_im, windows))
+    train = grad and (taps.requires_grad or windows.requires_grad)
     plans = [_GroupPlan.make(B, L, geom, grad and x.requires_grad, train, pool_left)
              for geom in geometry]
     pads = [plan.padding(L) for plan in plans]
     left, right = max(p[0] for p in pads), max(p[1] for p in pads)
     xp = F.pad(x[:, 0], (left, right))      # one padded copy for all groups
-    outputs = [_group(xp, left, plan, taps_re, taps_im, windows) for plan in plans]
+    offsets = taps_offsets(geometry)
+    direct = tuple((plan, left, at) for plan, at in zip(plans, offsets)
+                   if plan.method == 'direct')
+    direct_out = iter(_DirectGroups.apply(xp, taps, windows, direct,
+                                          grad and (train or x.requires_grad))
+                      if direct else ())
+    outputs = []
+    for plan, at in zip(plans, offsets):
+        if plan.method == 'direct':
+            outputs.append(next(direct_out))
+        else:
+            outputs.append(_fft_group(xp, left, plan, *_group_taps(taps, windows, plan.geom,
+                                                                   at)))
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs, 1)
 
 

@@ -52,7 +52,8 @@ def tf_gabor_filterbank_cpu(x: torch.Tensor, kernel: torch.Tensor, pool_widths: 
     windows = tf_lowpass_windows(pool_widths, K).to(x.dtype)
     geometry = [GroupGeometry(0, n, 1, stride, re.shape[1], K)]
     left = tf_same_padding(x.shape[-1], K, stride)[0]
-    return filterbank_groups(x, re, im, windows, geometry, pool_left=left)
+    return filterbank_groups(x, torch.cat([re.reshape(-1), im.reshape(-1)]), windows, geometry,
+                             pool_left=left)
 
 
 if AVAILABLE:
