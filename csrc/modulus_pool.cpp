@@ -49,6 +49,16 @@ namespace {
 // sum_i a[i] b[i] with 16 partial sums (one AVX-512 register of floats), added pairwise
 template <typename T>
 ELEAF_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
+  if (n < 32) {  // short windows: 4 partial sums (the 16 of long ones cost more to add up)
+    T acc[4] = {};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+      for (int j = 0; j < 4; ++j) acc[j] += a[i + j] * b[i + j];
+    }
+    T sum = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+    for (; i < n; ++i) sum += a[i] * b[i];
+    return sum;
+  }
   constexpr int L = 16;
   T acc[L] = {};
   int64_t i = 0;

@@ -169,9 +169,9 @@ def test_choose_method_unfused(monkeypatch):
     assert gabor_cpu.choose_method(1, 26000, leaf, train=True) == 'fft'
 
 
-@pytest.mark.parametrize('s, K', [(160, 505), (16, 65), (4, 221), (1, 5), (3, 3)])
+@pytest.mark.parametrize('s, K', [(160, 505), (16, 65), (40, 421), (4, 221), (1, 5), (3, 3)])
 def test_strided_weight_grad_both_forms(monkeypatch, s, K):
-    # polyphase (K spans at most 8 strides) and unfolded-frames forms (copied when small,
+    # polyphase (K spans at most _POLYPHASE_MAX = 16 strides) and unfolded-frames forms (copied when small,
     # strided views when large) against torch's conv1d weight gradient, float64
     g = torch.Generator().manual_seed(s + K)
     B, C, N = 3, 4, 37
