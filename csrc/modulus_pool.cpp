@@ -25,9 +25,10 @@
 // Parallel over filters (at::parallel_for): each filter's rows of all examples are handled by
 // one thread, so grad_win is reduced without atomics and the result does not depend on the
 // number of threads. Per row, e is computed once into a thread-local buffer. float32 and
-// float64, computed in the input dtype; dot products use 8 partial sums (vectorisable). The
-// row kernels are compiled for AVX-512, AVX2 and baseline x86-64 and chosen at load time
-// (GCC function multiversioning) where the compiler supports it.
+// float64, computed in the input dtype; dot products use 16 partial sums (vectorisable), 4
+// for windows shorter than 32 taps. The row kernels are compiled for AVX-512, AVX2 and
+// baseline x86-64 and chosen at load time (GCC function multiversioning) where the compiler
+// supports it.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
