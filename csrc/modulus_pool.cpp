@@ -26,7 +26,7 @@
 // one thread, so grad_win is reduced without atomics and the result does not depend on the
 // number of threads. Per row, e is computed once into a thread-local buffer. float32 and
 // float64, computed in the input dtype; dot products use 16 partial sums (vectorisable), 4
-// for windows shorter than 32 taps. The row kernels are compiled for AVX-512, AVX2 and
+// for windows of at most 32 taps. The row kernels are compiled for AVX-512, AVX2 and
 // baseline x86-64 and chosen at load time (GCC function multiversioning) where the compiler
 // supports it.
 #include <ATen/Dispatch.h>
@@ -47,10 +47,15 @@
 namespace eleaf {
 namespace {
 
+// windows of at most this many taps are "short" (see dot), of at most kTinyWindow "tiny"
+// (see bwd_row)
+constexpr int64_t kShortWindow = 32;
+constexpr int64_t kTinyWindow = 8;
+
 // sum_i a[i] b[i] with 16 partial sums (one AVX-512 register of floats), added pairwise
 template <typename T>
 ELEAF_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
-  if (n < 32) {  // short windows: 4 partial sums (the 16 of long ones cost more to add up)
+  if (n <= kShortWindow) {  // 4 partial sums (the 16 of long windows cost more to add up)
     T acc[4] = {};
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -118,9 +123,22 @@ ELEAF_ALWAYS_INLINE void bwd_row(const T* gy, const Row<T>& y, const T* w, T* gw
                                  int64_t gstep, T* e, T* a, const Geometry& g) {
   squared_modulus(y, g, e);
   std::fill(a, a + g.N, T(0));
-  for (int64_t t = 0; t < g.T; ++t) {
-    axpy(gy[t], w, a + t * g.stride, g.W);
-    axpy(gy[t], e + t * g.stride, gw, g.W);
+  if (g.W <= kTinyWindow) {  // the window's gradient in a local array, not through memory
+    T acc[kTinyWindow] = {};
+    for (int64_t t = 0; t < g.T; ++t) {
+      const T* et = e + t * g.stride;
+      T* at = a + t * g.stride;
+      for (int64_t q = 0; q < g.W; ++q) {
+        at[q] += gy[t] * w[q];
+        acc[q] += gy[t] * et[q];
+      }
+    }
+    for (int64_t q = 0; q < g.W; ++q) gw[q] += acc[q];
+  } else {
+    for (int64_t t = 0; t < g.T; ++t) {
+      axpy(gy[t], w, a + t * g.stride, g.W);
+      axpy(gy[t], e + t * g.stride, gw, g.W);
+    }
   }
   // gradient 2 a re, 2 a im on [lo, hi), 0 elsewhere
   for (int64_t p = 0; p < g.lo; ++p) gre[p * gstep] = gim[p * gstep] = T(0);
