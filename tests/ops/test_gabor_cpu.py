@@ -302,21 +302,35 @@ def test_modulus_pool_gradcheck_and_opcheck():
         torch.library.opcheck(torch.ops.eleaf.modulus_pool_fwd.default, (y, win) + args)
 
 
-def test_modulus_pool_against_definition():
-    # out[b, f, t] = sum_q win[f, q] (re^2 + im^2)[b, f, t P + q], zero outside [lo, hi)
-    g = torch.Generator().manual_seed(1)
-    y = torch.randn(2, 8, 30, generator=g, dtype=torch.float64)
-    win = torch.rand(4, 7, generator=g, dtype=torch.float64)
-    P, lo, hi, T = 3, 4, 25, 8
+@pytest.mark.parametrize('W', [1, 5, 8, 9, 25, 32, 33, 64])
+def test_modulus_pool_against_definition(W):
+    # out[b, f, t] = sum_q win[f, q] (re^2 + im^2)[b, f, t P + q], zero outside [lo, hi), and
+    # its gradients by autograd through that definition (float64); the window sizes cover
+    # the kernels' paths (tiny <= 8 and short <= 32 taps, long)
+    g = torch.Generator().manual_seed(W)
+    P, T = 3, 8
+    N = (T - 1) * P + W + 2
+    lo, hi = 4, N - 5
+    y = torch.randn(2, 8, N, generator=g, dtype=torch.float64, requires_grad=True)
+    win = torch.rand(4, W, generator=g, dtype=torch.float64, requires_grad=True)
     e = y[:, :4] ** 2 + y[:, 4:] ** 2
-    e[..., :lo] = 0
-    e[..., hi:] = 0
-    expect = torch.stack([(e[..., t * P:t * P + 7] * win).sum(-1) for t in range(T)], -1)
+    mask = torch.zeros(N, dtype=torch.float64)
+    mask[lo:hi] = 1
+    e = e * mask
+    expect = torch.stack([(e[..., t * P:t * P + W] * win).sum(-1) for t in range(T)], -1)
     out = gabor_cpu.modulus_pool(y, win, P, lo, hi, T, False)
     assert torch.allclose(out, expect, rtol=1e-12, atol=0)
+    grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    expect_grads = torch.autograd.grad(expect, (y, win), grad)
+    grads = torch.autograd.grad(out, (y, win), grad)
+    for a, b in zip(grads, expect_grads):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
     inter = torch.stack([y[:, :4], y[:, 4:]], -1)
     out2 = gabor_cpu.modulus_pool(inter, win, P, lo, hi, T, True)
     assert torch.allclose(out2, expect, rtol=1e-12, atol=0)
+    grads2 = torch.autograd.grad(out2, (y, win), grad)
+    for a, b in zip(grads2, expect_grads):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize('args, message', [
