@@ -559,6 +559,7 @@ class _DirectGroups(torch.autograd.Function):
                 None)
 
 
+@torch.compiler.disable  # runs eagerly under torch.compile: a graph break, no tracing inside
 def gabor_filterbank_cpu(x: torch.Tensor, center_freqs: torch.Tensor,
                          bandwidths: torch.Tensor, pool_widths: torch.Tensor,
                          geometry: Sequence[GroupGeometry]) -> torch.Tensor:

@@ -27,6 +27,7 @@ from .gabor_cpu import AVAILABLE, check, filterbank_groups
 __all__ = ['tf_gabor_filterbank_cpu']
 
 
+@torch.compiler.disable  # runs eagerly under torch.compile (see gabor_filterbank_cpu)
 def tf_gabor_filterbank_cpu(x: torch.Tensor, kernel: torch.Tensor, pool_widths: torch.Tensor,
                             kernel_size: int, stride: int) -> torch.Tensor:
     """Same semantics as :func:`eleaf.functional.tf_leaf.tf_gabor_filterbank_ref`.

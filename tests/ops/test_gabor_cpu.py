@@ -378,3 +378,29 @@ def test_gabor_taps_against_gabor_filters_and_gradcheck():
     expect = torch.autograd.grad(ref @ weights.double(), (mu, sigma))
     for a, b in zip(ours, expect):
         assert rel_err(a.double(), b) < 1e-5
+
+
+def test_torch_compile_runs_the_filterbank_eagerly():
+    # torch.compile(frontend) with the CPU filterbank: the filterbank is a graph break (it is
+    # not traced, so dynamo warns about nothing inside it); output and gradients as in eager
+    import warnings
+    torch.manual_seed(0)
+    frontend = eleaf.EfficientLeaf(n_filters=16, num_groups=4, conv_win_factor=4,
+                                   stride_factor=8, backend='cpp')
+    x = torch.randn(2, 4000)
+    expect = frontend(x)
+    # a random weighting: the plain sum of LogTBN's batch-normalised output is constant, its
+    # gradient pure rounding noise
+    weights = torch.randn(expect.shape)
+    expect_grad = torch.autograd.grad((expect * weights).sum(),
+                                      frontend.filterbank.center_freqs)[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        compiled = torch.compile(frontend, backend='aot_eager')
+        out = compiled(x)
+        grad = torch.autograd.grad((out * weights).sum(), frontend.filterbank.center_freqs)[0]
+    assert_close('out', expect, out, 1e-6)
+    assert_close('dcenter_freqs', expect_grad, grad, 1e-5)
+    dynamo = [str(w.message) for w in caught if 'gabor_cpu' in str(w.message)
+              or 'Dynamo' in str(w.message)]
+    assert not dynamo, dynamo
