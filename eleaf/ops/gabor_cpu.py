@@ -55,6 +55,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from ..functional.gabor import GroupGeometry
@@ -310,6 +311,7 @@ class _GaborTaps(torch.autograd.Function):
         return taps
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         sigmas, taps = ctx.saved_tensors
         filters, t, lengths = _taps_layout(ctx.layout)
@@ -492,7 +494,7 @@ class _DirectGroups(torch.autograd.Function):
     the group's plan says so (``recompute``). One node instead of a dozen per group: the
     per-op cost of autograd was a third of EfficientLEAF 8G-opt's training step.
 
-    Forward: xp (B + 1, len) zero-padded input and a row of zeros (see :func:`_segment`),
+    Forward: xp (B + 1, len) zero-padded input and a row of zeros (see :func:`_conv`),
     taps (packed, :func:`taps_offsets`), windows (F, W_max), jobs: ((plan, offset in xp,
     offset in taps), ...), keep: whether a backward pass may follow (else no convolution
     output outlives its block) -> one (B, n, T) tensor per job.
@@ -521,6 +523,7 @@ class _DirectGroups(torch.autograd.Function):
         return tuple(outputs)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, *grads):
         xp, taps, windows, *kept = ctx.saved_tensors
         kept = iter(kept)
@@ -610,7 +613,7 @@ def filterbank_groups(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor
              for geom in geometry]
     pads = [plan.padding(L) for plan in plans]
     left, right = max(p[0] for p in pads), max(p[1] for p in pads)
-    # one padded copy for all groups, and a row of zeros for _segment
+    # one padded copy for all groups, and a row of zeros for _conv
     xp = F.pad(x[:, 0][None], (left, right, 0, 1))[0]
     offsets = taps_offsets(geometry)
     direct = tuple((plan, left, at) for plan, at in zip(plans, offsets)
