@@ -475,7 +475,8 @@ def _conv(xp: torch.Tensor, b0: int, start: int, plan: _GroupPlan,
     next example's, or the last into xp's row of zeros; the steps that read past the segment
     are dropped): oneDNN would otherwise copy the strided segment into a fresh buffer first,
     which took longer than the convolution for EfficientLEAF 8G-opt's groups."""
-    E, s, K = plan.examples, plan.geom.conv_stride, plan.geom.kernel_size
+    E = min(plan.examples, xp.shape[0] - 1 - b0)      # the last block may hold fewer
+    s, K = plan.geom.conv_stride, plan.geom.kernel_size
     steps = (plan.seg_len - K) // s + 1
     if plan.block == plan.frames:
         rows = xp.as_strided((E, xp.shape[1]), (xp.shape[1], 1),
@@ -531,6 +532,7 @@ class _DirectGroups(torch.autograd.Function):
         B = xp.shape[0] - 1
         g_xp = torch.zeros_like(xp) if need_x else None
         g_taps, g_win = torch.zeros_like(taps), torch.zeros_like(windows)
+        signal, g_signal = xp[:B], (g_xp[:B] if need_x else None)   # without the zero row
         for (plan, offset, at), grad in zip(ctx.jobs, grads):
             if grad is None:    # the output of this group was not used
                 for _ in range(0 if plan.recompute else len(list(plan.segments(B, 0)))):
@@ -543,7 +545,7 @@ class _DirectGroups(torch.autograd.Function):
             weights = torch.cat([re, im])
             g_re, g_im, gwin = _group_taps(g_taps, g_win, geom, at)
             for b0, t0, t1, start, lo, hi in plan.segments(B, offset):
-                xseg = xp[b0:b0 + plan.examples, start:start + plan.seg_len]
+                xseg = signal[b0:b0 + plan.examples, start:start + plan.seg_len]
                 y = _conv(xp, b0, start, plan, weights) if plan.recompute else next(kept)
                 gy, gw = torch.ops.eleaf.modulus_pool_bwd(
                     grad[b0:b0 + plan.examples, :, t0:t1].contiguous(), y, win, P, lo, hi,
@@ -554,7 +556,7 @@ class _DirectGroups(torch.autograd.Function):
                     g_re += gweights[:n]
                     g_im += gweights[n:]
                 if need_x:
-                    g_xp[b0:b0 + plan.examples, start:start + plan.seg_len] += (
+                    g_signal[b0:b0 + plan.examples, start:start + plan.seg_len] += (
                         torch.ops.aten.convolution_backward(
                             gy, xseg[:, None], weights[:, None], None, [s], [0], [1], False,
                             [0], 1, [True, False, False])[0][:, 0])

@@ -93,6 +93,23 @@ def test_blocks_and_recomputation(monkeypatch, seed, method, x_grad):
     compare(cfg)
 
 
+@pytest.mark.parametrize('method', CPU_METHODS)
+@pytest.mark.parametrize('x_grad', [True, False])
+def test_example_blocks_not_dividing_the_batch(monkeypatch, method, x_grad):
+    # blocks of 2 whole examples over a batch of 5: the last block holds one example (the
+    # direct path convolves whole rows of the padded input there)
+    cfg = draw_config(4, max_cost=3e6, cost=cost)
+    frames = (cfg['L'] - 1) // (cfg['geometry'][0].conv_stride
+                                * cfg['geometry'][0].pool_stride) + 1
+    per_example = max(2 * g.num_filters * ((frames - 1) * g.pool_stride + g.window_size)
+                      for g in cfg['geometry'])      # as plan_blocks counts them
+    force(monkeypatch, method, block_values=2 * per_example + 1, checkpoint_values=0)
+    cfg.update(batch=5, x_grad=x_grad, desc='5 examples in blocks of 2+ ' + cfg['desc'])
+    plans = [gabor_cpu.plan_blocks(5, frames, g) for g in cfg['geometry']]
+    assert (2, frames) in plans and all(p[1] == frames for p in plans), plans
+    compare(cfg)
+
+
 def test_short_inputs(monkeypatch):
     # L = 1 and L shorter than every kernel: one frame; batch of one
     for L in (1, 7):
