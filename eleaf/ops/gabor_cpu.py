@@ -99,6 +99,11 @@ def _warn_unfused():
 #: caches and below glibc's mmap threshold (freshly mapped memory costs a page fault per 4 KiB,
 #: which made one large block 2x slower than many small ones)
 BLOCK_VALUES = 1 << 21
+#: without a backward pass, blocks of whole examples hold at most this many convolution
+#: output values (512 KiB in float32): a block's output is freed before the next is allocated,
+#: and larger ones came as freshly mapped memory every call (about 1,100 page faults per call
+#: for 8G-opt at 80 filters, 16 x 1 s, 11 % of its inference time)
+INFERENCE_BLOCK_VALUES = 1 << 17
 #: a group whose whole convolution output has more values is recomputed block by block in
 #: the backward pass instead of being kept (direct path: by _DirectGroups; unfused FFT path:
 #: torch.utils.checkpoint); the fused FFT op always recomputes and stores nothing that size
@@ -214,21 +219,24 @@ def fft_block_frames(frames: int, geom: GroupGeometry, budget: Optional[int] = N
     return -(-frames // -(-frames // most))
 
 
-def plan_blocks(batch: int, frames: int, geom: GroupGeometry,
-                budget: int = BLOCK_VALUES) -> Tuple[int, int]:
+def plan_blocks(batch: int, frames: int, geom: GroupGeometry, budget: int = BLOCK_VALUES,
+                example_budget: Optional[int] = None) -> Tuple[int, int]:
     """(examples, frames) per block, such that a block's convolution output (2 values per
     filter and step) holds at most about ``budget`` values: all frames of as many examples
-    as fit, or, when one example's frames do not fit, fewer frames of one example."""
+    as fit, or, when one example's frames do not fit, fewer frames of one example. With
+    ``example_budget``, blocks of whole examples hold at most that many values, or one
+    example (an example's frames are split for ``budget`` only)."""
     P, W, n = geom.pool_stride, geom.window_size, geom.num_filters
     per_example = 2 * n * ((frames - 1) * P + W)
     if per_example <= budget:
-        return max(1, min(batch, budget // per_example)), frames
+        per_block = budget if example_budget is None else min(budget, example_budget)
+        return max(1, min(batch, per_block // per_example)), frames
     steps = max(W, budget // (2 * n))
     return 1, max(1, (steps - W) // P + 1)
 
 
-#: the weight gradient of the direct path (_strided_weight_grad) copies the unfolded input first when it has at most
-#: this many values (2x faster for EfficientLEAF 8G-opt's groups; for larger, overlapping
+#: the weight gradient of the direct path (_strided_weight_grad) copies the unfolded input
+#: first when it has at most this many values (2x faster for EfficientLEAF 8G-opt's groups; for larger, overlapping
 #: frames the strided batched product is 3x faster than copying)
 _IM2COL_VALUES = 1 << 21
 
@@ -386,7 +394,9 @@ class _GroupPlan:
             examples, block = B, fft_block_frames(frames, geom)
             method = choose_method(examples, (block - 1) * P + W, geom, input_grad, train)
         if method != 'fft':
-            examples, block = plan_blocks(B, frames, geom)
+            examples, block = plan_blocks(
+                B, frames, geom,
+                example_budget=None if train or input_grad else INFERENCE_BLOCK_VALUES)
             method = choose_method(examples, (block - 1) * P + W, geom, input_grad, train)
         block_steps = (block - 1) * P + W
         seg_len = (_fft_length(block_steps, geom) if method == 'fft'

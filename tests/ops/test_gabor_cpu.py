@@ -45,7 +45,7 @@ def force(monkeypatch, method=None, block_values=None, checkpoint_values=None):
         force_cpu_method(monkeypatch, method)
     if block_values is not None:
         monkeypatch.setattr(gabor_cpu, 'BLOCK_VALUES', block_values)
-        monkeypatch.setattr(gabor_cpu.plan_blocks, '__defaults__', (block_values,))
+        monkeypatch.setattr(gabor_cpu.plan_blocks, '__defaults__', (block_values, None))
         monkeypatch.setattr(gabor_cpu, 'FFT_BLOCK_SAMPLES', block_values // 2)
     if checkpoint_values is not None:
         monkeypatch.setattr(gabor_cpu, 'CHECKPOINT_VALUES', checkpoint_values)
@@ -421,3 +421,22 @@ def test_torch_compile_runs_the_filterbank_eagerly():
     dynamo = [str(w.message) for w in caught if 'gabor_cpu' in str(w.message)
               or 'Dynamo' in str(w.message)]
     assert not dynamo, dynamo
+
+
+def test_inference_blocks():
+    # without a backward pass, blocks of whole examples hold at most INFERENCE_BLOCK_VALUES
+    # convolution outputs (never fewer than one whole example); the output is the same as
+    # with the training plan (one block)
+    geom = GroupGeometry(0, 10, 16, 10, 127, 25)
+    per_example = 2 * 10 * ((100 - 1) * 10 + 25)
+    assert gabor_cpu.plan_blocks(16, 100, geom) == (16, 100)
+    small = gabor_cpu.plan_blocks(16, 100, geom, example_budget=3 * per_example + 1)
+    assert small == (3, 100)
+    assert gabor_cpu.plan_blocks(16, 100, geom, example_budget=1) == (1, 100)
+    frontend = eleaf.EfficientLeaf(n_filters=80, num_groups=8, conv_win_factor=6,
+                                   stride_factor=16, backend='cpp').filterbank
+    x = torch.randn(16, 1, 16000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        inference = frontend(x)
+    training = frontend(x)      # parameters require grad: one block per group
+    assert_close('out', training.detach(), inference, 1e-6)

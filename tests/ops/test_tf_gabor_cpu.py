@@ -82,7 +82,7 @@ def test_long_input_in_blocks(monkeypatch):
             continue
         force_cpu_method(monkeypatch, method)
         monkeypatch.setattr(gabor_cpu, 'FFT_BLOCK_SAMPLES', 3000)
-        monkeypatch.setattr(gabor_cpu.plan_blocks, '__defaults__', (20000,))
+        monkeypatch.setattr(gabor_cpu.plan_blocks, '__defaults__', (20000, None))
         compare(401, 160, 48000 + 77, B=1, F=4, dtypes=(torch.float32,), x_grad=False)
 
 
