@@ -236,8 +236,8 @@ def plan_blocks(batch: int, frames: int, geom: GroupGeometry, budget: int = BLOC
 
 
 #: the weight gradient of the direct path (_strided_weight_grad) copies the unfolded input
-#: first when it has at most this many values (2x faster for EfficientLEAF 8G-opt's groups; for larger, overlapping
-#: frames the strided batched product is 3x faster than copying)
+#: first when it has at most this many values (2x faster for EfficientLEAF 8G-opt's groups;
+#: for larger, overlapping frames the strided batched product is 3x faster than copying)
 _IM2COL_VALUES = 1 << 21
 
 
@@ -286,7 +286,8 @@ def _taps_layout(layout: Tuple[Tuple[int, int, int], ...]) -> Tuple[torch.Tensor
     filters, times, lengths = [], [], []
     for start, stop, K in layout:
         filters.append(torch.arange(start, stop).repeat_interleave(K))
-        times.append(torch.arange(-(K // 2), K // 2 + 1, dtype=torch.float64).repeat(stop - start))
+        times.append(torch.arange(-(K // 2), K // 2 + 1, dtype=torch.float64)
+                     .repeat(stop - start))
         lengths += [K] * (stop - start)
     return torch.cat(filters), torch.cat(times), torch.tensor(lengths)
 
@@ -433,6 +434,15 @@ class _GroupPlan:
                        min(steps, self.steps_total - p0))
 
 
+def _join(plan: _GroupPlan, blocks: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, n, T) from a group's block outputs in the order of :meth:`_GroupPlan.segments`
+    (frames joined along time, chunks of examples along the batch)."""
+    per_chunk = -(-plan.frames // plan.block)
+    chunks = [blocks[i:i + per_chunk] for i in range(0, len(blocks), per_chunk)]
+    chunks = [c[0] if len(c) == 1 else torch.cat(c, -1) for c in chunks]
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks, 0)
+
+
 def _fft_group(xp: torch.Tensor, offset: int, plan: _GroupPlan, re: torch.Tensor,
                im: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
     """(B, n, T) pooled responses of one group on the FFT path from the zero-padded input
@@ -452,16 +462,13 @@ def _fft_group(xp: torch.Tensor, offset: int, plan: _GroupPlan, re: torch.Tensor
         rows = [torch.ops.eleaf.spectral_pool_fwd(xp[b0:b0 + plan.examples], *args)
                 for b0 in range(0, B, plan.examples)]
         return rows[0] if len(rows) == 1 else torch.cat(rows, 0)
-    rows, outputs = [], []
+    blocks = []
     for b0, t0, t1, start, lo, hi in plan.segments(B, offset):
         xseg = xp[b0:b0 + plan.examples, start:start + plan.seg_len]
         args = (xseg, spectra, win, geom, (t1 - 1 - t0) * P + W, lo, hi)
-        outputs.append(checkpoint(_block, *args, use_reentrant=False) if plan.recompute
-                       else _block(*args))
-        if t1 == plan.frames:
-            rows.append(outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1))
-            outputs = []
-    return rows[0] if len(rows) == 1 else torch.cat(rows, 0)
+        blocks.append(checkpoint(_block, *args, use_reentrant=False) if plan.recompute
+                      else _block(*args))
+    return _join(plan, blocks)
 
 
 def _group_taps(taps: torch.Tensor, windows: torch.Tensor, geom: GroupGeometry,
@@ -519,16 +526,13 @@ class _DirectGroups(torch.autograd.Function):
             re, im, win = _group_taps(taps, windows, plan.geom, at)
             weights = torch.cat([re, im])
             P = plan.geom.pool_stride
-            rows, blocks = [], []
+            blocks = []
             for b0, t0, t1, start, lo, hi in plan.segments(B, offset):
                 y = _conv(xp, b0, start, plan, weights)
                 blocks.append(modulus_pool(y, win, P, lo, hi, t1 - t0, False))
                 if keep and not plan.recompute:
                     kept.append(y)
-                if t1 == plan.frames:
-                    rows.append(blocks[0] if len(blocks) == 1 else torch.cat(blocks, -1))
-                    blocks = []
-            outputs.append(rows[0] if len(rows) == 1 else torch.cat(rows, 0))
+            outputs.append(_join(plan, blocks))
         ctx.jobs = jobs
         ctx.save_for_backward(xp, taps, windows, *kept)
         return tuple(outputs)

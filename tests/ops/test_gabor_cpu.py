@@ -188,8 +188,9 @@ def test_choose_method_unfused(monkeypatch):
 
 @pytest.mark.parametrize('s, K', [(160, 505), (16, 65), (40, 421), (4, 221), (1, 5), (3, 3)])
 def test_strided_weight_grad_both_forms(monkeypatch, s, K):
-    # polyphase (K spans at most _POLYPHASE_MAX = 16 strides) and unfolded-frames forms (copied when small,
-    # strided views when large) against torch's conv1d weight gradient, float64
+    # polyphase (K spans at most _POLYPHASE_MAX = 16 strides) and unfolded-frames forms
+    # (copied when small, strided views when large) against torch's conv1d weight gradient,
+    # float64
     g = torch.Generator().manual_seed(s + K)
     B, C, N = 3, 4, 37
     Q = -(-K // s)
