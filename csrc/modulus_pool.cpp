@@ -52,7 +52,8 @@ namespace {
 constexpr int64_t kShortWindow = 32;
 constexpr int64_t kTinyWindow = 8;
 
-// sum_i a[i] b[i] with 16 partial sums (one AVX-512 register of floats), added pairwise
+// sum_i a[i] b[i]: 4 partial sums up to kShortWindow values, else 16 (one AVX-512 register of
+// floats), added pairwise
 template <typename T>
 ELEAF_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
   if (n <= kShortWindow) {  // 4 partial sums (the 16 of long windows cost more to add up)
