@@ -87,15 +87,21 @@ def run(fn, cfg, x, dtype, grad_seed=0, device='cpu'):
     return [out.detach(), xs.grad] + [p.grad for p in params]
 
 
-#: the CPU filterbank's convolution algorithms: 'fft' runs the fused op where oneMKL's FFTs
-#: were found, 'fft-unfused' the separate ops
-CPU_METHODS = ['direct', 'fft', 'fft-unfused']
+#: the CPU filterbank's convolution algorithms: 'direct' folds the taps' symmetry where the
+#: caller's taps are symmetric (eleaf::gabor_fold_fwd), 'direct-conv1d' never does; 'fft'
+#: runs the fused op where oneMKL's FFTs were found, 'fft-unfused' the separate ops
+CPU_METHODS = ['direct', 'direct-conv1d', 'fft', 'fft-unfused']
 
 
 def force_cpu_method(monkeypatch, method):
     """Make the CPU filterbank (eleaf/ops/gabor_cpu.py) take ``method`` (one of
     :data:`CPU_METHODS`) for every group; skips the test for 'fft' without the fused op."""
     from eleaf.ops import gabor_cpu
+    if method == 'direct-conv1d':
+        monkeypatch.setattr(gabor_cpu, 'FOLD', False)
+        method = 'direct'
+    elif method == 'direct' and not gabor_cpu.FOLD:
+        pytest.skip('gabor_fold op unavailable: %s' % gabor_cpu.FOLD_REASON)
     if method == 'fft-unfused':
         monkeypatch.setattr(gabor_cpu, 'FUSED_FFT', False)
         monkeypatch.setattr(gabor_cpu, '_warned_unfused', True)

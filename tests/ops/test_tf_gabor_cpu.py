@@ -64,7 +64,9 @@ def compare(K, S, L, B=2, F=6, seed=0, dtypes=(torch.float32, torch.float64), x_
             assert_close('grad %s %s' % (name, desc), r, o, RTOL[dtype])
 
 
-@pytest.mark.parametrize('method', CPU_METHODS)
+# the TF port's taps go to the direct path unfolded (filterbank_groups' symmetric=False), so
+# 'direct-conv1d' would repeat 'direct'
+@pytest.mark.parametrize('method', [m for m in CPU_METHODS if m != 'direct-conv1d'])
 @pytest.mark.parametrize('K, S, L', [(401, 160, 16000), (401, 160, 12345), (400, 160, 4000),
                                      (31, 7, 300), (30, 4, 101), (5, 3, 1), (6, 4, 9)])
 def test_against_reference(monkeypatch, method, K, S, L):
