@@ -39,29 +39,42 @@ def _run(module, x, shape):
     return y, x.grad, {k: p.grad for k, p in module.named_parameters()}
 
 
+#: configurations computed through torch.stft: oneMKL's FFT takes other code paths on other
+#: CPUs and rounds differently there, so they equal the recording (made on an Intel Xeon) only
+#: up to float32's own error: the recorded mel output is 1.3e-5 from float64, the same code
+#: on an AMD EPYC 1.8e-5 (and 1.9e-5 from the recording)
+FFT_ROUNDING = {'mel'}
+
+
 @pytest.mark.parametrize('backend', ['torch', 'auto'])
 @pytest.mark.parametrize('name', sorted(BUILDERS))
 def test_matches_original(name, backend):
     """'torch': the reference modules, the original's operations, so equal up to float32
-    rounding (usually bit-equal). 'auto': the fastest backend here (the CPU fast paths), held
-    to the fast-path contract: 1e-5; a gradient that is ill-conditioned (float32 itself far
-    from float64, e.g. the log1p exponent under median subtraction and batch norm) to twice
-    the recorded float32 gradient's own distance from float64."""
+    rounding (usually bit-equal; for FFT_ROUNDING configurations as close to float64 as the
+    recording, up to a factor 2). 'auto': the fastest backend here (the CPU fast paths), held
+    to the fast-path contract: 1e-5; a gradient or state that is ill-conditioned (float32
+    itself far from float64, e.g. the log1p exponent under median subtraction and batch
+    norm) to twice the recorded float32 value's own distance from float64."""
     module = BUILDERS[name](backend=backend)
     x = torch.from_numpy(RECORDED['input'].copy())
     assert np.array_equal(x.numpy(), record.make_input())
-    expected = RECORDED[name + '/output']
+    expected = torch.from_numpy(RECORDED[name + '/output'])
     y, grad_x, grads = _run(module, x, expected.shape)
     fast = backend != 'torch'
-    assert_close('output', torch.from_numpy(expected), y, 1e-5 if fast else 1e-6)
+    exact = not (fast or name in FFT_ROUNDING)   # the recording's own operations and rounding
+    if not exact:  # bounds from a float64 run of the reference
+        ref64 = BUILDERS[name](backend='torch').double()
+        y64, grad_x64, grads64 = _run(ref64, x.double(), expected.shape)
+        bound = lambda rec, r64, least=1e-5: max(least, 2 * rel_err(rec, r64))
+    if name in FFT_ROUNDING:
+        assert_close('output vs f64', y64, y, bound(expected, y64))
+    else:
+        assert_close('output', expected, y, 1e-5 if fast else 1e-6)
     grad_input = torch.from_numpy(RECORDED[name + '/grad_input'])
     if name == 'mel':
         grad_input = grad_input[:, 0]
     recorded = {key: torch.from_numpy(RECORDED[name + '/grad/' + key]) for key in grads}
-    if fast:  # bounds from a float64 run of the reference
-        ref64 = BUILDERS[name](backend='torch').double()
-        _, grad_x64, grads64 = _run(ref64, x.double(), expected.shape)
-        bound = lambda rec, g64: max(1e-5, 2 * rel_err(rec, g64))
+    if not exact:
         assert_close('grad_input', grad_input, grad_x,
                      bound(grad_input, grad_x64) + rel_err(grad_input, grad_x64))
         for key, g in grads.items():
@@ -78,8 +91,13 @@ def test_matches_original(name, backend):
                            if k.startswith(name + '/state/'))
     assert sorted(state) == recorded_keys
     for key in recorded_keys:  # includes the in-place clamped parameters and BN statistics
-        assert_close('state ' + key, torch.from_numpy(RECORDED[name + '/state/' + key]).double(),
-                     state[key].double(), 1e-6)
+        rec = torch.from_numpy(RECORDED[name + '/state/' + key]).double()
+        if exact:
+            assert_close('state ' + key, rec, state[key].double(), 1e-6)
+        else:  # BN statistics of 4G: the recorded float32 running mean is 2.6e-6 from float64
+            state64 = ref64.state_dict()[key].double()
+            assert_close('state %s vs f64' % key, state64, state[key].double(),
+                         bound(rec, state64, 1e-6))
 
 
 @pytest.mark.parametrize('name', sorted(BUILDERS))
