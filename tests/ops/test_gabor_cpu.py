@@ -364,40 +364,6 @@ def test_modulus_pool_errors(args, message):
         torch.ops.eleaf.modulus_pool_fwd(*args)
 
 
-def test_gabor_taps_against_gabor_filters_and_gradcheck():
-    # the packed taps of every group (real parts of all groups, then imaginary parts) equal
-    # the complex reference gabor_filters at each group's own kernel size; the closed-form
-    # gradients pass gradcheck in float64 and match autograd through the reference in float32
-    from eleaf.functional.gabor import gabor_filters
-    g = torch.Generator().manual_seed(3)
-    layout = ((0, 3, 9), (3, 4, 1), (4, 8, 31))
-    geometry = [GroupGeometry(a, b, 1, 1, K, 1) for a, b, K in layout]
-    mu = (torch.rand(8, generator=g, dtype=torch.float64) * 3).requires_grad_()
-    sigma = (torch.rand(8, generator=g, dtype=torch.float64) * 6 + 1).requires_grad_()
-    taps = gabor_cpu._GaborTaps.apply(mu, sigma, layout)
-    offsets = gabor_cpu.taps_offsets(geometry)
-    half = offsets[-1]
-    assert taps.shape == (2 * half,)
-    for (a, b, K), at in zip(layout, offsets):
-        expect = gabor_filters(K, mu[a:b], sigma[a:b])
-        assert torch.allclose(taps[at:at + (b - a) * K].view(b - a, K), expect.real,
-                              rtol=1e-12, atol=1e-15)
-        assert torch.allclose(taps[half + at:half + at + (b - a) * K].view(b - a, K),
-                              expect.imag, rtol=1e-12, atol=1e-15)
-    torch.autograd.gradcheck(lambda m, s: gabor_cpu._GaborTaps.apply(m, s, layout), (mu, sigma))
-    mu32, sigma32 = (v.detach().float().requires_grad_() for v in (mu, sigma))
-    weights = torch.randn(2 * half, generator=g)
-    ours = torch.autograd.grad(gabor_cpu._GaborTaps.apply(mu32, sigma32, layout) @ weights,
-                               (mu32, sigma32))
-    ref = torch.cat([torch.cat([gabor_filters(K, mu[a:b], sigma[a:b]).real.reshape(-1)
-                                for a, b, K in layout]),
-                     torch.cat([gabor_filters(K, mu[a:b], sigma[a:b]).imag.reshape(-1)
-                                for a, b, K in layout])])
-    expect = torch.autograd.grad(ref @ weights.double(), (mu, sigma))
-    for a, b in zip(ours, expect):
-        assert rel_err(a.double(), b) < 1e-5
-
-
 def test_torch_compile_runs_the_filterbank_eagerly():
     # torch.compile(frontend) with the CPU filterbank: the filterbank is a graph break (it is
     # not traced, so dynamo warns about nothing inside it); output and gradients as in eager
