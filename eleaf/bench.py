@@ -13,6 +13,13 @@ Timing: warm-up calls first, then repeats; one repeat is one call. On CUDA each 
 timed with CUDA events (the device is synchronised before and after); on CPU with
 ``time.perf_counter``. The figure reported is the median of the repeats.
 
+Ratios to mel (``x_mel``): ``eleaf bench`` times the mel baseline alongside every case, in
+alternating blocks of at most :data:`PAIR_BLOCK` calls on the same input (mel, case, mel,
+case, ...; :func:`paired_times`), and divides the two medians: a machine whose speed drifts
+during a run (a shared VM: the mel baseline's median moved by 1.6x between runs on the
+2-core CI machines) then moves both. Results files written before 2026-12 measured mel once
+per size and workload instead; :func:`add_ratios` reads both.
+
 Peak memory (bytes, above what the process held before the measured call):
 
 - CUDA: ``torch.cuda.max_memory_allocated()`` during one call, minus
@@ -58,7 +65,8 @@ __all__ = ['SAMPLE_RATE', 'MEL_BASELINE', 'WORKLOADS', 'DEFAULT_CONFIGS', 'FRONT
            'backend_ops', 'frontend_table',
            'config_label', 'default_sizes', 'default_batch', 'Case', 'cases', 'build', 'probe',
            'loudness_normalised', 'make_step', 'cuda_time', 'cuda_times', 'cpu_time',
-           'cpu_times', 'time_step', 'warm_up', 'choose_repeats', 'cuda_peak', 'measure',
+           'cpu_times', 'time_step', 'paired_times', 'PAIR_BLOCK', 'warm_up', 'choose_repeats',
+           'cuda_peak', 'measure',
            'peak_memory', 'cpu_peak_rss', 'machine_info', 'add_ratios']
 
 SAMPLE_RATE = 16000
@@ -314,6 +322,23 @@ def time_step(step: Callable, device, warmup: int, repeats: int) -> List[float]:
     return cpu_times(step, warmup, repeats)
 
 
+#: calls per block of :func:`paired_times`
+PAIR_BLOCK = 5
+
+
+def paired_times(step: Callable, ref_step: Callable, device, repeats: int,
+                 block: int = PAIR_BLOCK) -> Tuple[List[float], List[float]]:
+    """Seconds of each of ``repeats`` calls of ``step`` and of as many of ``ref_step`` (the
+    mel baseline), timed in alternating blocks of at most ``block`` calls, ``ref_step``'s
+    first (both warmed up before)."""
+    times, ref_times = [], []
+    while len(times) < repeats:
+        n = min(block, repeats - len(times))
+        ref_times += time_step(ref_step, device, 0, n)
+        times += time_step(step, device, 0, n)
+    return times, ref_times
+
+
 def warm_up(step: Callable, device, calls: Optional[int] = None,
             max_seconds: float = 1.0) -> float:
     """Run ``step`` ``calls`` times, or (None) at least once and a second time while
@@ -517,7 +542,9 @@ def machine_info(device='cpu') -> dict:
 
 def add_ratios(results: List[dict]) -> List[dict]:
     """Fill ``examples_per_s``, ``audio_s_per_s`` and ``x_mel`` (throughput relative to the
-    mel baseline on 'torch' at the same size and workload) of every timed result."""
+    mel baseline on 'torch' at the same size and workload) of every timed result: from the
+    mel times paired with the result (``mel_time_s``, :func:`paired_times`) where it has
+    them, else from the mel baseline's own result (files of earlier runs)."""
     mel = {(r['batch'], r['seconds'], r['workload']): r['time_s'] for r in results
            if r.get('time_s') and r['frontend'] == MEL_BASELINE and r['backend'] == 'torch'}
     for r in results:
@@ -525,7 +552,7 @@ def add_ratios(results: List[dict]) -> List[dict]:
             continue
         r['examples_per_s'] = r['batch'] / r['time_s']
         r['audio_s_per_s'] = r['batch'] * r['seconds'] / r['time_s']
-        m = mel.get((r['batch'], r['seconds'], r['workload']))
+        m = r.get('mel_time_s') or mel.get((r['batch'], r['seconds'], r['workload']))
         r['x_mel'] = m / r['time_s'] if m else None
     return results
 

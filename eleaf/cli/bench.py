@@ -4,8 +4,9 @@ here, relative to the paper's mel baseline (SPEC §10), without pytest.
 Workloads: inference (eval, no_grad) and the paper's train step (train mode,
 ``frontend(x).sum().backward()``), float32, on loudness-normalised noisy tones. The mel
 baseline is ``eleaf.Mel()`` (40 filters) on the reference backend; "× mel" is its median time
-over the case's median time at the same size and workload, in the same run (> 1: faster than
-mel). Timing and the peak-memory measure are described in :mod:`eleaf.bench`.
+over the case's median time at the same size and workload, mel timed in alternating blocks
+with the case on the same input (> 1: faster than mel). Timing and the peak-memory measure
+are described in :mod:`eleaf.bench`.
 
 Examples::
 
@@ -178,12 +179,15 @@ def run(args, progress=True):
                                                      'over %g s' % (budget / 4),
         'repeats': args.repeats or 'auto %d..%d (about %g s per measurement)' % (lo, hi, budget),
         'timing': 'median of repeats; one repeat = one call; ' + (
-            'CUDA events, synchronised' if device.type == 'cuda' else 'time.perf_counter'),
+            'CUDA events, synchronised' if device.type == 'cuda' else 'time.perf_counter')
+            + '; every case alternates with the mel baseline in blocks of %d calls'
+            % B.PAIR_BLOCK,
         'workloads': {'inference': 'eval(), torch.no_grad(), frontend(x)',
                       'train': 'train(), zero_grad(set_to_none=True), '
                                'frontend(x).sum().backward()'},
-        'x_mel': 'median time of the mel baseline (eleaf.Mel(), backend torch) / median time '
-                 'of the case, same size, workload and run; > 1 is faster than mel',
+        'x_mel': 'median time of the mel baseline (eleaf.Mel(), backend torch) timed in '
+                 'alternating blocks with the case (same input, size and workload; mel_times) '
+                 '/ median time of the case; > 1 is faster than mel',
         'peak_memory': None if args.no_memory else (
             'torch.cuda.max_memory_allocated() during one call minus memory_allocated() before'
             if device.type == 'cuda' else
@@ -201,6 +205,9 @@ def run(args, progress=True):
         bar = None
     results = []
     inputs = {}
+    mel_case = B.Case(B.MEL_BASELINE, 'torch', case_list[0].n_filters)
+    mel = B.build(mel_case, device)
+    mel_steps = {}   # (batch, seconds, workload) -> a warmed-up step of the mel baseline
     for case in case_list:
         if bar is not None:
             bar.set_description(case.label[:48])
@@ -227,6 +234,7 @@ def run(args, progress=True):
             key = (batch, seconds)
             if key not in inputs:
                 inputs.clear()
+                mel_steps.clear()
                 inputs[key] = B.loudness_normalised(batch, seconds, device=device)
             x = inputs[key]
             for workload in args.workloads:
@@ -239,7 +247,18 @@ def run(args, progress=True):
                     last = B.warm_up(step, device, warmup, max_seconds=budget / 2) \
                         if warmup != 0 else 0.
                     repeats = args.repeats or B.choose_repeats(last, budget, lo, hi)
-                    times = B.time_step(step, device, 0, repeats)
+                    if case == mel_case:
+                        times = B.time_step(step, device, 0, repeats)
+                    else:
+                        mel_step = mel_steps.get(key + (workload,))
+                        if mel_step is None:
+                            mel_step = B.make_step(mel, x, workload)
+                            if warmup != 0:
+                                B.warm_up(mel_step, device, warmup, max_seconds=budget / 2)
+                            mel_steps[key + (workload,)] = mel_step
+                        times, mel_times = B.paired_times(step, mel_step, device, repeats)
+                        entry.update(mel_time_s=statistics.median(mel_times),
+                                     mel_times=mel_times)
                     entry.update(time_s=statistics.median(times), time_min_s=min(times),
                                  times=times, repeats=len(times))
                 except Exception as exc:

@@ -155,6 +155,42 @@ def test_cases_sizes_and_ratios():
     B.add_ratios(results)
     assert results[1]['x_mel'] == 0.25 and results[1]['examples_per_s'] == 1.0
     assert results[1]['audio_s_per_s'] == 8.0 and 'x_mel' not in results[2]
+    # mel times paired with a result take precedence over the mel baseline's own result
+    paired = results[:1] + [dict(results[1], mel_time_s=1.0)]
+    B.add_ratios(paired)
+    assert paired[1]['x_mel'] == 0.5 and paired[0]['x_mel'] == 1
+
+
+def test_paired_times_alternate_in_blocks():
+    # mel's block first, then the case's, at most PAIR_BLOCK calls each, until the case has
+    # its repeats; each list holds one time per call
+    calls = []
+    times, mel_times = B.paired_times(lambda: calls.append('case'),
+                                      lambda: calls.append('mel'), 'cpu', 12)
+    assert len(times) == len(mel_times) == 12 == calls.count('case') == calls.count('mel')
+    n = B.PAIR_BLOCK
+    runs = [(c, len(list(g))) for c, g in __import__('itertools').groupby(calls)]
+    assert runs == [('mel', n), ('case', n), ('mel', n), ('case', n),
+                    ('mel', 12 - 2 * n), ('case', 12 - 2 * n)]
+    assert all(t >= 0 for t in times + mel_times)
+
+
+def test_run_pairs_every_case_with_mel(tmp_path, capsys):
+    # every timed case but the mel baseline itself carries its own mel times, and its
+    # x_mel is their median over its own
+    import statistics
+    out = tmp_path / 'r.json'
+    assert cli.main(TINY + ['--no-memory', '--repeats', '3', '--json', str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert 'alternates with the mel baseline' in data['meta']['timing']
+    for r in data['results']:
+        if 'time_s' not in r:
+            continue
+        if r['frontend'] == 'Mel' and r['backend'] == 'torch':
+            assert 'mel_times' not in r and r['x_mel'] == 1
+        else:
+            assert len(r['mel_times']) == len(r['times']) == 3
+            assert r['x_mel'] == pytest.approx(statistics.median(r['mel_times']) / r['time_s'])
 
 
 def test_probe_skips_unrunnable_backends():
