@@ -45,10 +45,10 @@ K Gabor taps, s convolution stride, W pooling taps, P pooling stride, T frames):
    (:func:`fft_block_frames`).
 
 4. **Few autograd nodes.** The taps of all groups, each at its own kernel size, are one node
-   with closed-form gradients, two C++ ops (:class:`_GaborTaps`, ``csrc/gabor_taps.cpp``); all direct-path groups are one node
-   (:class:`_DirectGroups`, its backward pass computes the weight gradient with
-   ``eleaf::gabor_fold_wgrad``, or as a batched product, :func:`_strided_weight_grad`);
-   each FFT-path group is one C++ op per direction.
+   with closed-form gradients, two C++ ops (:class:`_GaborTaps`, ``csrc/gabor_taps.cpp``);
+   all direct-path groups are one node (:class:`_DirectGroups`, its backward pass computes
+   the weight gradient with ``eleaf::gabor_fold_wgrad``, or as a batched product,
+   :func:`_strided_weight_grad`); each FFT-path group is one C++ op per direction.
    Per-op overhead was a third of EfficientLEAF 8G-opt's training step before.
 
 Gradients: to the input and to all three parameter vectors. Dtypes: float32 and float64
@@ -311,7 +311,7 @@ class _GaborTaps(torch.autograd.Function):
     ``d/dsigma = sum_t (g_re re + g_im im) (t^2 / sigma^3 - 1 / sigma)``.
     Torch ops on the packed taps took about half a millisecond of EfficientLEAF 8G-opt's
     training step at 80 filters (a dozen elementwise ops and three segment sums on 35,000
-    taps); the two ops take about 0.05 ms.
+    taps); the two ops take about 0.1 ms.
 
     Forward: center_freqs, sigmas (F,) rad/sample and samples, layout: ((start, stop, K)
     per group, the groups' filters consecutive from 0) -> (2 sum_g n_g K_g,) in the

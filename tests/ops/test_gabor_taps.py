@@ -3,11 +3,12 @@ csrc/gabor_taps.cpp, through ``_GaborTaps`` of eleaf/ops/gabor_cpu.py) against t
 :func:`eleaf.functional.gabor.gabor_filters` (SPEC §2) in float64.
 
 The op computes each filter's taps by float64 recurrences (one exp and one sincos per
-filter), so its float32 taps must be float32 roundings of the exact values (‖out − ref‖/‖ref‖
-≤ 1e-7 per group, where the float32 reference itself is up to 8e-7 away) and its float64 taps
-within 1e-11 (the float64 reference's own phase error at tap 2000), for kernels up to 4001 taps, the narrowest bandwidth the filterbanks allow
-(whose envelope underflows to 0 within the kernel) and the widest. The closed-form parameter
-gradients pass gradcheck and match autograd through the reference (1e-5 in float32).
+filter), so its float32 taps must be float32 roundings of the exact values
+(‖out − ref‖/‖ref‖ ≤ 1e-7 per group; the float32 reference itself is up to 8e-7 away)
+and its float64 taps within 1e-11 (the float64 reference's own phase error at tap 2000), for
+kernels up to 4001 taps, the narrowest bandwidth the filterbanks allow (whose envelope
+underflows to 0 within the kernel) and the widest. The closed-form parameter gradients pass
+gradcheck and match autograd through the reference (1e-5 in float32).
 """
 import math
 
