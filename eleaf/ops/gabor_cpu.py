@@ -87,18 +87,23 @@ def _fused_fft_status() -> Tuple[bool, str]:
     return not reason, reason
 
 
-def _fold_status() -> Tuple[bool, str]:
-    """(whether eleaf::gabor_fold_fwd runs here, why not)."""
+def _op_status(name: str) -> Tuple[bool, str]:
+    """(whether the op eleaf::``name`` runs here, why not)."""
     if not AVAILABLE:
         return False, _REASON
-    if not hasattr(torch.ops.eleaf, 'gabor_fold_fwd'):  # an eleaf._C built before the op
-        return False, 'eleaf._C has no gabor_fold op; rebuild it'
+    if not hasattr(torch.ops.eleaf, name):  # an eleaf._C built before the op
+        return False, ('eleaf._C has no %s op; rebuild it: pip install --no-build-isolation .'
+                       % name)
     return True, ''
 
 
 #: whether the direct path folds the taps' symmetry (eleaf::gabor_fold_fwd, half the
 #: multiply-adds of conv1d) for filterbanks whose taps are symmetric
-FOLD, FOLD_REASON = _fold_status()
+FOLD, FOLD_REASON = _op_status('gabor_fold_fwd')
+
+#: whether eleaf::gabor_taps_fwd / _bwd exist (_GaborTaps needs them: without them, the
+#: whole CPU filterbank is unavailable, see check)
+TAPS, TAPS_REASON = _op_status('gabor_taps_fwd')
 
 #: whether the FFT path runs as the fused op eleaf::spectral_pool_fwd (oneMKL's FFTs found),
 #: else as spectral_fold_fwd + torch.fft.ifft + modulus_pool_fwd
@@ -160,8 +165,8 @@ def check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
     if dtype not in SUPPORTED_DTYPES:
         return 'the CPU filterbank of eleaf._C supports float32 and float64, got %s' % (
             str(dtype).replace('torch.', ''))
-    if not hasattr(torch.ops.eleaf, 'gabor_taps_fwd'):   # an eleaf._C built before the op
-        return 'eleaf._C has no gabor_taps op; rebuild it: pip install --no-build-isolation .'
+    if not TAPS:
+        return TAPS_REASON
     return None
 
 
@@ -746,7 +751,7 @@ if AVAILABLE:
     torch.library.register_autograd('eleaf::spectral_pool_fwd', _pool_backward,
                                     setup_context=_pool_setup_context)
 
-    if hasattr(torch.ops.eleaf, 'gabor_taps_fwd'):
+    if TAPS:
         @torch.library.register_fake('eleaf::gabor_taps_fwd')
         def _gabor_taps_fwd_fake(center_freqs, sigmas, sizes):
             return center_freqs.new_empty((2 * sum(sizes),))
