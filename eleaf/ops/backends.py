@@ -23,7 +23,7 @@ import torch
 
 __all__ = ['BACKENDS', 'BackendUnavailableError', 'backends', 'register_impl', 'select_impl',
            'resolve_backend', 'check_backend_name', 'has_impl', 'component_backend',
-           'triton_status', 'cpp_status']
+           'triton_status', 'cpp_status', 'use_custom_ops']
 
 logger = logging.getLogger('eleaf')
 
@@ -45,6 +45,17 @@ def check_backend_name(name: str) -> str:
 
 def _interpreting() -> bool:
     return os.environ.get('TRITON_INTERPRET', '0') not in ('', '0')
+
+
+def use_custom_ops() -> bool:
+    """Whether the Triton backend runs through its registered custom ops
+    (``eleaf::gabor_pack``, ``eleaf::gabor_pool``, ``eleaf::pcen_triton_fwd``): while
+    torch.compile traces, which needs them, or when ``ELEAF_CUSTOM_OPS=1``. Eager mode
+    otherwise calls the same implementations through ``torch.autograd.Function`` s: a custom op
+    with Python autograd costs about 50 us more host time per call, and on a GPU the eager
+    step of EfficientLEAF 8G-opt is bound by host time."""
+    return (torch.compiler.is_compiling()
+            or os.environ.get('ELEAF_CUSTOM_OPS', '0') not in ('', '0'))
 
 
 _STATUS_CACHE: Dict[str, Tuple[bool, str, Optional[str]]] = {}

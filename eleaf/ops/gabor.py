@@ -30,7 +30,7 @@ import torch
 
 from ..functional.gabor import GroupGeometry, gabor_taps_padded
 from ..functional.pooling import gauss_windows_padded
-from .backends import register_impl
+from .backends import register_impl, use_custom_ops
 
 try:
     import triton
@@ -45,7 +45,7 @@ except Exception as _exc:  # ImportError, or a broken Triton installation
     _IMPORT_ERROR = _exc
 
 __all__ = ['gabor_filterbank_triton', 'gabor_fwd', 'gabor_bwd', 'pack_geometry',
-           'pack_taps', 'HAS_TRITON']
+           'pack_taps', 'pack_taps_ref', 'HAS_TRITON']
 
 #: Launch settings (block sizes are powers of two; every tl.dot dim >= 16), measured on an
 #: H100 (B=256, L=16000; EfficientLeaf 8 groups x 10 filters, and LEAF: 40 filters, K = W = 401,
@@ -434,6 +434,24 @@ def _gabor_pool_bwd_fake(grad, x, taps, windows, geometry, need_dx):
     return dx, torch.empty_like(taps), torch.empty_like(windows)
 
 
+class GaborPool(torch.autograd.Function):
+    """Eager autograd of :func:`gabor_fwd` / :func:`gabor_bwd`: the custom op's computation
+    without its Python dispatch (see :func:`eleaf.ops.backends.use_custom_ops`)."""
+
+    @staticmethod
+    def forward(ctx, x, taps, windows, geometry):
+        ctx.save_for_backward(x, taps, windows)
+        ctx.geometry = geometry
+        return gabor_fwd(x, taps, windows, geometry)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, taps, windows = ctx.saved_tensors
+        need_dx = bool(ctx.needs_input_grad[0])
+        dx, dtaps, dwin = gabor_bwd(grad, x, taps, windows, ctx.geometry, need_dx)
+        return (dx if need_dx else None), dtaps, dwin, None
+
+
 def _setup_context(ctx, inputs, output):
     x, taps, windows, geometry = inputs
     ctx.save_for_backward(x, taps, windows)
@@ -473,9 +491,11 @@ def _pack_index(plan: '_Plan', device: torch.device):
     return plan.extra[key]
 
 
-def pack_taps(center_freqs: torch.Tensor, bandwidths: torch.Tensor, pool_widths: torch.Tensor,
-              geometry: Sequence[GroupGeometry]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable packed float32 (taps, windows) of all groups (see :func:`gabor_fwd`).
+def pack_taps_ref(center_freqs: torch.Tensor, bandwidths: torch.Tensor,
+                  pool_widths: torch.Tensor, geometry: Sequence[GroupGeometry]
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable packed float32 (taps, windows) of all groups (see :func:`gabor_fwd`),
+    in plain torch: the reference of :func:`pack_taps`, and its path for float64 parameters.
 
     All filters' taps are computed at once on the widest group's grid
     (:func:`~eleaf.functional.gabor_taps_padded`, :func:`~eleaf.functional.gauss_windows_padded`)
@@ -490,6 +510,23 @@ def pack_taps(center_freqs: torch.Tensor, bandwidths: torch.Tensor, pool_widths:
     windows = gauss_windows_padded(sizes.to(pool_widths.dtype), pool_widths, wmax)
     windows = windows.reshape(-1).index_select(0, win_idx)
     return taps.to(torch.float32), windows.to(torch.float32)
+
+
+def pack_taps(center_freqs: torch.Tensor, bandwidths: torch.Tensor, pool_widths: torch.Tensor,
+              geometry: Sequence[GroupGeometry]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable packed float32 (taps, windows) of all groups (see :func:`gabor_fwd`).
+
+    float32 parameters: one Triton launch forward and one backward (:mod:`eleaf.ops.gabor_pack`:
+    the custom op ``eleaf::gabor_pack``, or its eager twin, see
+    :func:`eleaf.ops.backends.use_custom_ops`); other
+    dtypes: :func:`pack_taps_ref`.
+    """
+    if not all(t.dtype == torch.float32 for t in (center_freqs, bandwidths, pool_widths)):
+        return pack_taps_ref(center_freqs, bandwidths, pool_widths, geometry)
+    if use_custom_ops():
+        return torch.ops.eleaf.gabor_pack(center_freqs, bandwidths, pool_widths,
+                                          pack_geometry(geometry))
+    return GaborPack.apply(center_freqs, bandwidths, pool_widths, pack_geometry(geometry))
 
 
 def gabor_filterbank_triton(x: torch.Tensor, center_freqs: torch.Tensor,
@@ -513,7 +550,9 @@ def gabor_filterbank_triton(x: torch.Tensor, center_freqs: torch.Tensor,
     if x.dim() != 3 or x.shape[1] != 1:
         raise ValueError('x must be (B, 1, L), got %s' % (tuple(x.shape),))
     taps, windows = pack_taps(center_freqs, bandwidths, pool_widths, geometry)
-    return torch.ops.eleaf.gabor_pool(x, taps, windows, pack_geometry(geometry))
+    if use_custom_ops():
+        return torch.ops.eleaf.gabor_pool(x, taps, windows, pack_geometry(geometry))
+    return GaborPool.apply(x, taps, windows, pack_geometry(geometry))
 
 
 def _check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
@@ -526,4 +565,6 @@ def _check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
 
 
 if HAS_TRITON:
+    # registers eleaf::gabor_pack; imports names defined above
+    from .gabor_pack import GaborPack  # noqa: E402
     register_impl('gabor_filterbank', 'triton', gabor_filterbank_triton, _check)

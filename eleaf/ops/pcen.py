@@ -73,7 +73,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .backends import register_impl
+from .backends import register_impl, use_custom_ops
 
 __all__ = ['pcen_fwd', 'pcen_bwd', 'pcen_triton', 'BLOCK_T', 'HAS_TRITON']
 
@@ -275,6 +275,27 @@ if HAS_TRITON:
     _pcen_fwd_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+class PcenTriton(torch.autograd.Function):
+    """Eager autograd of :func:`pcen_fwd` / :func:`pcen_bwd`: the custom op's computation
+    without its Python dispatch (see :func:`eleaf.ops.backends.use_custom_ops`)."""
+
+    @staticmethod
+    def forward(ctx, x, s, alpha, delta, r, eps, clamp):
+        y, carries = pcen_fwd(x, s, alpha, delta, r, eps, clamp)
+        ctx.save_for_backward(x, carries, s, alpha, delta, r)
+        ctx.eps, ctx.clamp = eps, clamp
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, carries, s, alpha, delta, r = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        if not any(need[:5]):
+            return (None,) * 7
+        grads = pcen_bwd(grad_y, x, carries, s, alpha, delta, r, ctx.eps, ctx.clamp)
+        return tuple(g if n else None for g, n in zip(grads, need[:5])) + (None, None)
+
+
 def pcen_triton(x: Tensor, s: Tensor, alpha: Tensor, delta: Tensor, r: Tensor, eps: float,
                 clamp: Optional[float] = None) -> Tensor:
     """PCEN with the Triton kernels: same signature and numbers as
@@ -302,9 +323,10 @@ def pcen_triton(x: Tensor, s: Tensor, alpha: Tensor, delta: Tensor, r: Tensor, e
         if p.dim() == 0 or (p.dim() == 1 and p.shape[0] == 1 and F != 1):
             p = p.reshape(1).expand(F)
         params.append(p)
-    y, _ = torch.ops.eleaf.pcen_triton_fwd(x, *params, float(eps),
-                                           None if clamp is None else float(clamp))
-    return y
+    eps, clamp = float(eps), None if clamp is None else float(clamp)
+    if use_custom_ops():
+        return torch.ops.eleaf.pcen_triton_fwd(x, *params, eps, clamp)[0]
+    return PcenTriton.apply(x, *params, eps, clamp)
 
 
 def _check(device: torch.device, dtype: torch.dtype) -> Optional[str]:

@@ -93,6 +93,17 @@ def test_minimal_and_chunked(monkeypatch):
     compare(cfg)
 
 
+def test_through_the_custom_ops(monkeypatch):
+    # eager mode normally calls the kernels through autograd.Functions (less host time);
+    # ELEAF_CUSTOM_OPS=1 takes the registered ops eleaf::gabor_pack / gabor_pool, which
+    # torch.compile traces: same numbers
+    monkeypatch.setenv('ELEAF_CUSTOM_OPS', '1')
+    assert gabor.use_custom_ops()
+    cfg = draw_config(7, max_cost=800)
+    cfg.update(x_grad=True, desc='custom ops ' + cfg['desc'])
+    compare(cfg)
+
+
 def test_gpu_launch_settings(monkeypatch):
     # the interpreter normally runs larger chunks; here it runs the GPU's block sizes, with
     # the taps-gradient reduction split into several row ranges per batch element

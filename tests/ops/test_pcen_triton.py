@@ -120,6 +120,14 @@ def test_matches_reference(shape, config, learn_logs):
     compare(make_x(shape, seed=sum(shape)), config, learn_logs)
 
 
+@pytest.mark.parametrize('learn_logs', [True, False], ids=['logs', 'linear'])
+def test_through_the_custom_op(monkeypatch, learn_logs):
+    # eager mode normally runs the kernels through an autograd.Function (less host time);
+    # ELEAF_CUSTOM_OPS=1 takes the registered op eleaf::pcen_triton_fwd and its autograd
+    monkeypatch.setenv('ELEAF_CUSTOM_OPS', '1')
+    compare(make_x((3, 5, 101), seed=1), 'leaf', learn_logs)
+
+
 @pytest.mark.parametrize('amp', [1e-9, 1e6])
 @pytest.mark.parametrize('config', ['leaf', 'generic', 'leaf_noclamp'])
 def test_tiny_and_huge_amplitudes(amp, config):
