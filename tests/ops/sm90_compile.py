@@ -1,0 +1,199 @@
+"""Compile every Triton launch of eleaf for a Hopper GPU (sm_90) without a GPU.
+
+    python -m tests.ops.sm90_compile [--json FILE]
+
+Runs the host code of the fused filterbank (``eleaf.ops.gabor``, ``eleaf.ops.gabor_pack``)
+and of PCEN (``eleaf.ops.pcen``) on small CPU tensors with the *GPU* launch settings
+(float32 with 'ieee' dots, TF32, float16, bfloat16), intercepts each kernel launch, and
+compiles it with ``triton.compile`` for ``GPUTarget('cuda', 90, 32)`` down to a cubin (Triton
+ships ptxas), with the signature, constexprs and ``num_warps``/``num_stages`` the launch
+would have used. Then checks that the kernel's shared memory fits an H100/H200 (227 KiB per
+block). Nothing runs: this proves that the kernels as launched compile for the GPU (the
+interpreter accepts code the compiler rejects), not that they compute the right numbers
+(the interpreter tests do that).
+
+Must run without ``TRITON_INTERPRET`` (the test starts it in a subprocess). Prints one line
+per distinct compiled launch and exits 1 if any failed.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+if os.environ.get('TRITON_INTERPRET', '0') not in ('', '0'):
+    sys.exit('run without TRITON_INTERPRET (the kernels must be JIT functions, not interpreted)')
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+from triton.runtime.jit import JITFunction  # noqa: E402
+
+import eleaf  # noqa: E402
+from eleaf.ops import gabor, gabor_pack, pcen  # noqa: E402
+
+TARGET = GPUTarget('cuda', 90, 32)
+#: shared memory per block on sm_90 (H100, H200): 227 KiB
+MAX_SHARED = 232448
+_TYPES = {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16',
+          torch.float64: 'fp64', torch.int32: 'i32', torch.int64: 'i64', torch.bool: 'i1',
+          torch.uint8: 'u8', torch.int8: 'i8', torch.int16: 'i16'}
+
+
+def _int_type(v: int) -> str:
+    if -2**31 <= v < 2**31:
+        return 'i32'
+    return 'i64' if -2**63 <= v < 2**63 else 'u64'
+
+
+def signature_of(fn: JITFunction, args, kwargs):
+    """(signature, constexprs, options) of a launch ``fn[grid](*args, **kwargs)``."""
+    names = fn.arg_names
+    bound = dict(zip(names, args))
+    bound.update({k: v for k, v in kwargs.items() if k in names})
+    options = {k: v for k, v in kwargs.items() if k not in names}
+    signature, constexprs = {}, {}
+    for p in fn.params:
+        v = bound[p.name] if p.name in bound else p.default
+        if p.is_constexpr or v is None:
+            signature[p.name] = 'constexpr'
+            constexprs[p.name] = v
+        elif isinstance(v, torch.Tensor):
+            signature[p.name] = '*' + _TYPES[v.dtype]
+        elif isinstance(v, bool):
+            signature[p.name] = 'i1'
+        elif isinstance(v, int):
+            signature[p.name] = _int_type(v)
+        elif isinstance(v, float):
+            signature[p.name] = 'fp32'
+        else:
+            raise TypeError('%s: cannot type argument %s=%r' % (fn.__name__, p.name, v))
+    return signature, constexprs, options
+
+
+class Recorder:
+    """Replaces JITFunction.run: compiles each distinct launch for TARGET, launches nothing."""
+
+    def __init__(self):
+        self.results = {}
+
+    def __call__(self, fn, *args, grid, warmup, **kwargs):
+        signature, constexprs, options = signature_of(fn, args, kwargs)
+        key = (fn.__name__, tuple(sorted(signature.items())),
+               tuple(sorted((k, repr(v)) for k, v in constexprs.items())),
+               tuple(sorted(options.items())))
+        if key in self.results:
+            return None
+        entry = dict(kernel=fn.__name__, options=options,
+                     constexprs={k: repr(v) for k, v in constexprs.items()})
+        t0 = time.perf_counter()
+        try:
+            compiled = triton.compile(ASTSource(fn, signature, constexprs), target=TARGET,
+                                      options=options)
+            entry.update(ok=True, shared=int(compiled.metadata.shared),
+                         registers=getattr(compiled, 'n_regs', None),
+                         cubin_bytes=len(compiled.asm['cubin']))
+            if entry['shared'] > MAX_SHARED:
+                entry.update(ok=False, error='needs %d bytes of shared memory, sm_90 has %d'
+                             % (entry['shared'], MAX_SHARED))
+        except Exception as exc:
+            entry.update(ok=False, error='%s: %s' % (type(exc).__name__, exc),
+                         traceback=traceback.format_exc())
+        entry['seconds'] = round(time.perf_counter() - t0, 2)
+        self.results[key] = entry
+        print('%-4s %-32s %5.1f s  %s  %s' % (
+            'ok' if entry['ok'] else 'FAIL', fn.__name__, entry['seconds'],
+            ' '.join('%s=%s' % kv for kv in sorted(options.items())),
+            entry.get('error', 'shared %d B' % entry.get('shared', 0))), flush=True)
+        return None
+
+
+def _gpu_cfg_key(x):
+    return 'cuda' if (gabor._precision() == 'ieee' and x.dtype == torch.float32) else 'cuda_tf32'
+
+
+def _gpu_lowp(x):
+    return x.dtype in (torch.float16, torch.bfloat16)
+
+
+def drive_filterbank(label, frontend, dtype, precision, L=2000):
+    """Forward and backward (with the input gradient) of one frontend's filterbank."""
+    torch.set_float32_matmul_precision(precision)
+    fb = frontend.filterbank
+    if hasattr(fb, 'clamped_geometry'):  # EfficientLeaf
+        geometry = fb.clamped_geometry()
+        mu, sigma, pw = fb.center_freqs, fb.bandwidths, fb.scaled_pool_widths(geometry)
+    else:  # Leaf
+        geometry = fb.geometry()
+        mu, sigma, pw = fb.clamped_parameters()
+    taps, windows = gabor_pack.pack_fwd(mu.detach(), sigma.detach(), pw.detach(),
+                                        gabor.pack_geometry(geometry))
+    gabor_pack.pack_bwd(taps, windows, taps, windows, sigma.detach(), pw.detach(),
+                        gabor.pack_geometry(geometry))
+    x = torch.zeros(2, 1, L, dtype=dtype)
+    geo = gabor.pack_geometry(geometry)
+    out = gabor.gabor_fwd(x, taps, windows, geo)
+    gabor.gabor_bwd(torch.zeros_like(out), x, taps, windows, geo, True)
+    print('  (%s, %s, %s)' % (label, str(dtype).replace('torch.', ''), precision), flush=True)
+
+
+def drive_pcen(dtype):
+    x = torch.zeros(2, 40, 100, dtype=dtype)
+    params = [torch.full((40,), v) for v in (0.04, 0.96, 2., 0.5)]
+    for clamp in (None, 1e-5):
+        y, carries = pcen.pcen_fwd(x, *params, 1e-12, clamp)
+        pcen.pcen_bwd(torch.zeros_like(y), x, carries, *params, 1e-12, clamp)
+    print('  (pcen, %s)' % str(dtype).replace('torch.', ''), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--json', help='write the per-launch results here')
+    parser.add_argument('--quick', action='store_true',
+                        help='float32 (ieee and TF32) only, no float16/bfloat16')
+    args = parser.parse_args()
+    recorder = Recorder()
+    JITFunction.run = lambda self, *a, grid, warmup, **k: recorder(self, *a, grid=grid,
+                                                                   warmup=warmup, **k)
+    gabor._cfg_key = _gpu_cfg_key
+    gabor._lowp = _gpu_lowp
+    frontends = {
+        '8G-opt 80': eleaf.EfficientLeaf(n_filters=80, num_groups=8, conv_win_factor=6,
+                                         stride_factor=16, backend='torch'),
+        '4G wf4.75': eleaf.EfficientLeaf(conv_win_factor=4.75, backend='torch'),
+        'Leaf': eleaf.Leaf(backend='torch'),
+    }
+    runs = [(torch.float32, 'highest'), (torch.float32, 'high')]
+    if not args.quick:
+        runs += [(torch.float16, 'highest'), (torch.bfloat16, 'highest')]
+    with torch.no_grad():
+        for dtype, precision in runs:
+            for label, fe in frontends.items():
+                drive_filterbank(label, fe, dtype, precision)
+        # the per-tap window-gradient fallback (too few registers for the phase-split kernel)
+        for key in ('cuda', 'cuda_tf32'):
+            gabor.LAUNCH[key] = dict(gabor.LAUNCH[key], win_acc=64)
+            gabor.LAUNCH[key]['wide'] = dict(gabor.LAUNCH[key].get('wide', {}), win_acc=64)
+        gabor._PLANS.clear()
+        drive_filterbank('Leaf, window-gradient fallback', frontends['Leaf'], torch.float32,
+                         'highest')
+        for dtype in ([torch.float32] if args.quick else [torch.float32, torch.float16]):
+            drive_pcen(dtype)
+    results = list(recorder.results.values())
+    failed = [r for r in results if not r['ok']]
+    kernels = sorted({r['kernel'] for r in results})
+    print('%d launches compiled for sm_90 (%d kernels: %s), %d failed'
+          % (len(results), len(kernels), ', '.join(kernels), len(failed)))
+    for r in failed:
+        print('\n%s %s\n%s' % (r['kernel'], r['options'], r.get('traceback', r['error'])))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(triton=triton.__version__, torch=torch.__version__,
+                           target='cuda sm_90', results=results), f, indent=1)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Every Triton launch of eleaf compiles for a Hopper GPU (sm_90) with the GPU launch
+settings, and fits its shared memory: ``tests/ops/sm90_compile.py`` in a subprocess without
+``TRITON_INTERPRET`` (about a minute on 2 cores; float16/bfloat16 too with
+``ELEAF_SLOW_TESTS=1``). No GPU needed: Triton compiles to a cubin with its own ptxas."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+triton = pytest.importorskip('triton')
+pytest.importorskip('triton.backends.nvidia', reason='this Triton has no NVIDIA backend')
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KERNELS = {'_gabor_fwd_kernel', '_gabor_bwd_rows_kernel', '_gabor_bwd_window_kernel',
+           '_gabor_bwd_window_loop_kernel', '_gabor_bwd_taps_kernel', '_gabor_bwd_input_kernel',
+           '_gabor_taps_fwd_kernel', '_gabor_taps_bwd_kernel', '_pcen_fwd_kernel',
+           '_pcen_bwd_kernel'}
+
+
+def test_every_launch_compiles_for_sm90(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    env['TRITON_CACHE_DIR'] = str(tmp_path / 'triton-cache')  # compile, never reuse a binary
+    args = [sys.executable, '-m', 'tests.ops.sm90_compile', '--json', str(tmp_path / 'r.json')]
+    if not os.environ.get('ELEAF_SLOW_TESTS'):
+        args.append('--quick')
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-4000:]
+    results = json.load(open(tmp_path / 'r.json'))['results']
+    assert {r['kernel'] for r in results} == KERNELS
+    assert all(r['ok'] and r['cubin_bytes'] > 0 for r in results)
+    # both dot precisions of the filterbank were compiled
+    precisions = {r['constexprs'].get('PRECISION') for r in results
+                  if r['kernel'] == '_gabor_fwd_kernel'}
+    assert precisions == {"'ieee'", "'tf32'"}
