@@ -2,7 +2,8 @@
 """GPU check-and-benchmark: parity of every fast backend with the reference at real sizes,
 ``torch.compile``, and the paper's frontend benchmark (SPEC §10), in one run.
 
-    python bench/gpu_check.py [--out DIR] [--quick]
+    python bench/gpu_check.py [--out DIR] [--quick] [--tf32]
+    python bench/gpu_check.py --smoke --out DIR   # CPU, Triton interpreter, tiny sizes
 
 For each frontend configuration and size it
 1. checks the fast path against the reference modules on the same parameters and input:
@@ -10,12 +11,16 @@ For each frontend configuration and size it
    ``torch.backends.cuda.matmul.allow_tf32 = False``), and that every output element is
    finite;
 2. times forward (eval, no grad) and forward+backward (train mode,
-   ``frontend(x).sum().backward()``) of the mel baseline, the reference and every fast
-   backend: warm-up first, then CUDA events around each repeat, the median of repeats;
+   ``frontend(x).sum().backward()``) of the reference and every fast backend, each in
+   alternating blocks of calls with the mel baseline on the same input
+   (:func:`eleaf.bench.paired_times`: a drift of the machine moves both), after warm-up, with
+   CUDA events around each call; "x mel" divides the two medians;
 3. records peak memory (``torch.cuda.max_memory_allocated``) of one forward+backward.
 
 Writes ``gpu_<device>_<date>.json`` and ``.md`` (device, versions, date, all figures) to
-``--out`` (default: bench/results, and $OUT when set). Needs a CUDA device.
+``--out`` (default: bench/results, and $OUT when set). Needs a CUDA device, except with
+``--smoke``: the same code on CPU tensors at tiny sizes (Triton kernels in the interpreter),
+which the CPU test suite runs so that the script works when a GPU is lent.
 """
 import argparse
 import datetime
@@ -23,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import traceback
 
@@ -31,8 +37,13 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 import eleaf  # noqa: E402
 # timing and memory helpers shared with `eleaf bench` and bench/bench_frontends.py
-from eleaf.bench import cuda_time, measure  # noqa: E402,F401
+from eleaf.bench import cuda_peak, make_step, paired_times, time_step  # noqa: E402
 from eleaf.bench import loudness_normalised as _loudness_normalised  # noqa: E402
+
+#: where everything runs: 'cuda', or 'cpu' with --smoke
+DEVICE = 'cuda'
+#: --smoke: every timing is one call without warm-up (the script's test, not a measurement)
+SMOKE = False
 
 CONFIGS = {
     'EfficientLeaf 8G-opt 80 + LogTBN': lambda b: eleaf.EfficientLeaf(
@@ -46,6 +57,8 @@ CONFIGS = {
     'Leaf + PCEN': lambda b: eleaf.Leaf(backend=b),
 }
 SIZES = [(256, 1), (32, 8), (16, 16)]
+#: --smoke: (batch, seconds) small enough for the Triton interpreter
+SMOKE_SIZES = [(2, 0.05)]
 
 
 def rel(a, b):
@@ -55,8 +68,39 @@ def rel(a, b):
 
 
 def loudness_normalised(batch, seconds, seed=0):
-    """(batch, seconds · 16000) loudness-normalised noisy tones on the current CUDA device."""
-    return _loudness_normalised(batch, seconds, seed, device='cuda')
+    """(batch, seconds · 16000) loudness-normalised noisy tones on DEVICE."""
+    return _loudness_normalised(batch, seconds, seed, device=DEVICE)
+
+
+def median_time(fn, warmup, repeats):
+    """Median seconds per call of ``fn`` on DEVICE (CUDA events there), after warm-up."""
+    if SMOKE:
+        warmup, repeats = 0, 1
+    return statistics.median(time_step(fn, DEVICE, warmup, repeats))
+
+
+def measure(frontend, x, train, warmup, repeats, mel=None):
+    """(median seconds, peak bytes or None on CPU, paired mel median or None) of one
+    workload; with ``mel`` (the baseline module) timed in alternating blocks with it."""
+    if SMOKE:
+        warmup, repeats = 0, 1
+    step = make_step(frontend, x, 'train' if train else 'inference')
+    if mel is None:
+        return median_time(step, warmup, repeats), _peak(step), None
+    mel_step = make_step(mel, x, 'train' if train else 'inference')
+    for _ in range(warmup):
+        mel_step()
+        step()
+    times, mel_times = paired_times(step, mel_step, DEVICE, repeats)
+    return statistics.median(times), _peak(step), statistics.median(mel_times)
+
+
+def _peak(step):
+    return cuda_peak(step) if DEVICE == 'cuda' else None
+
+
+def mib(nbytes):
+    return '%.1f' % (nbytes / 2 ** 20) if nbytes is not None else '-'
 
 
 class full_fp32:
@@ -72,42 +116,67 @@ class full_fp32:
         torch.backends.cudnn.allow_tf32 = self.saved[1]
 
 
+def _run_train(module, x, g=None, seed=0):
+    """Output and gradients {name: tensor} of ``(module(x) * g).sum()`` in train mode, with
+    g a seeded standard normal like the output when not given."""
+    module.train()
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    if g is None:
+        g = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y)
+    (y * g.to(y)).sum().backward()
+    out = {'output': y.detach(), 'grad_input': x.grad}
+    out.update({'grad ' + n: p.grad for n, p in module.named_parameters()})
+    return out, g
+
+
 def parity(make, backend, x):
-    """Fast path (in the run's precision mode) against the reference in full fp32."""
-    ref, fast = make('torch').cuda(), make(backend).cuda()
-    fast.load_state_dict(ref.state_dict())
-    ref.train(), fast.train()
-    xr, xf = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    """Fast path (in the run's precision mode) against the reference in full fp32 and in
+    float64, output and every gradient, ‖a−b‖/‖b‖:
+
+    - ``vs_ref32``: fast against the fp32 reference;
+    - ``vs_f64`` / ``ref32_vs_f64``: fast and the fp32 reference against float64, which shows
+      whether a large ``vs_ref32`` is the fast path's error or an ill-conditioned quantity
+      (e.g. the gradient of LogTBN's ``a``, a sum that the median and the batch norm nearly
+      cancel) where float32 itself is that far from the truth;
+    - ``worse_than_ref``: quantities whose ``vs_f64`` exceeds 2 ``ref32_vs_f64`` + 1e-5.
+    """
+    ref, fast = make('torch').to(DEVICE), make(backend).to(DEVICE)
+    ref64 = make('torch').to(DEVICE).double()
+    state = ref.state_dict()
+    fast.load_state_dict(state)
+    ref64.load_state_dict(state)
     with full_fp32():
-        yr = ref(xr)
-        g = torch.randn_like(yr)
-        (yr * g).sum().backward()
-    yf = fast(xf)
-    (yf * g).sum().backward()
-    out = {'output': rel(yf, yr), 'finite': bool(torch.isfinite(yf).all()),
-           'grad_input': rel(xf.grad, xr.grad)}
-    for (name, pr), (_, pf) in zip(ref.named_parameters(), fast.named_parameters()):
-        out['grad ' + name] = rel(pf.grad, pr.grad)
-    return out
+        r32, g = _run_train(ref, x)
+        r64, _ = _run_train(ref64, x.double(), g.double())
+    f32, _ = _run_train(fast, x, g)
+    vs_ref32 = {k: rel(f32[k], r32[k]) for k in r32}
+    vs_f64 = {k: rel(f32[k], r64[k]) for k in r64}
+    ref32_vs_f64 = {k: rel(r32[k], r64[k]) for k in r64}
+    return {'finite': bool(torch.isfinite(f32['output']).all()), 'vs_ref32': vs_ref32,
+            'vs_f64': vs_f64, 'ref32_vs_f64': ref32_vs_f64,
+            'worse_than_ref': [k for k in vs_f64 if vs_f64[k] > 2 * ref32_vs_f64[k] + 1e-5]}
 
 
-def op_checks(fast, quick):
-    """Op-level parity (fp32 and float64 references) and forward+backward timing."""
+def op_checks(fast, quick, smoke=False):
+    """Op-level parity (against the fp32 reference) and forward+backward timing."""
     from eleaf.functional.pcen import pcen_parameters
     from eleaf.ops.backends import select_impl
     rows = []
     if 'triton' in fast:
         shapes = [(256, 40, 101), (16, 40, 1601)] + ([] if quick else [(2, 40, 6001)])
-        for shape in shapes:
+        for shape in ([(2, 8, 41)] if smoke else shapes):
             for learn_logs in (False, True):
                 F = shape[1]
                 init = (0.04, 0.96, 2., 2.) if not learn_logs else tuple(
                     float(v) for v in torch.log(torch.tensor([0.04, 0.96, 2., 0.5])))
-                x = (torch.rand(shape, device='cuda') * 10 ** torch.empty(shape, device='cuda').uniform_(-6, 1))
+                x = (torch.rand(shape, device=DEVICE)
+                     * 10 ** torch.empty(shape, device=DEVICE).uniform_(-6, 1))
                 res = {}
                 for backend in ('torch', 'triton'):
                     _, fn = select_impl('pcen', backend, x.device, x.dtype)
-                    stored = [torch.full((F,), v, device='cuda', requires_grad=True) for v in init]
+                    stored = [torch.full((F,), v, device=DEVICE, requires_grad=True)
+                              for v in init]
                     xi = x.clone().requires_grad_(True)
 
                     def step():
@@ -119,7 +188,7 @@ def op_checks(fast, quick):
                     y = step()
                     res[backend] = (y.detach(), xi.grad.clone(), [p.grad.clone() for p in stored])
                     slow = backend == 'torch'
-                    res[backend + '_t'] = cuda_time(step, 1, 3 if slow else 20)
+                    res[backend + '_t'] = median_time(step, 1, 3 if slow else 20)
                 (yr, gr, pr), (yt, gt, pt) = res['torch'], res['triton']
                 errs = {'output': rel(yt, yr), 'grad_x': rel(gt, gr)}
                 errs.update({'grad_' + n: rel(a, b) for n, a, b in zip('s alpha delta r'.split(), pt, pr)})
@@ -131,12 +200,12 @@ def op_checks(fast, quick):
                 print('pcen %-15s logs=%d  ref %8.2f ms  triton %7.3f ms  x%6.1f  worst err %.1e' % (
                     shape, learn_logs, row['ref_ms'], row['fast_ms'], row['speedup'], max(errs.values())))
     if 'cpp' in fast:
-        for shape in [(256, 80, 100), (32, 80, 1600)]:
-            x = torch.rand(shape, device='cuda')
+        for shape in ([(2, 8, 30)] if smoke else [(256, 80, 100), (32, 80, 1600)]):
+            x = torch.rand(shape, device=DEVICE)
             res = {}
             for backend in ('torch', 'cpp'):
                 _, fn = select_impl('log1p_median', backend, x.device, x.dtype)
-                a = torch.full((shape[1],), 5., device='cuda', requires_grad=True)
+                a = torch.full((shape[1],), 5., device=DEVICE, requires_grad=True)
                 xi = x.clone().requires_grad_(True)
 
                 def step():
@@ -146,7 +215,7 @@ def op_checks(fast, quick):
                     return y
                 y = step()
                 res[backend] = (y.detach(), xi.grad.clone(), a.grad.clone())
-                res[backend + '_t'] = cuda_time(step, 3, 20)
+                res[backend + '_t'] = median_time(step, 3, 20)
             errs = {'output': rel(res['cpp'][0], res['torch'][0]),
                     'grad_x': rel(res['cpp'][1], res['torch'][1]),
                     'grad_a': rel(res['cpp'][2], res['torch'][2])}
@@ -158,7 +227,7 @@ def op_checks(fast, quick):
     return rows
 
 
-def filterbank_checks(fast, sizes):
+def filterbank_checks(fast, sizes, select=lambda name: True):
     """The filterbank alone (no compression), forward+backward, reference vs triton."""
     rows = []
     if 'triton' not in fast:
@@ -167,13 +236,14 @@ def filterbank_checks(fast, sizes):
         n_filters=80, num_groups=8, conv_win_factor=6, stride_factor=16, backend=b).filterbank,
         'EfficientLeaf 4G wf4.75': lambda b: eleaf.EfficientLeaf(conv_win_factor=4.75, backend=b).filterbank,
         'Leaf': lambda b: eleaf.Leaf(backend=b).filterbank}
+    makes = {k: v for k, v in makes.items() if select(k)}
     for batch, seconds in sizes:
         x = loudness_normalised(batch, seconds)[:, None]
         for name, make in makes.items():
             try:
                 times = {}
                 for backend in ('torch', 'triton'):
-                    fb = make(backend).cuda()
+                    fb = make(backend).to(DEVICE)
                     slow = backend == 'torch' and (name == 'Leaf' or seconds > 1)
                     times[backend] = measure(fb, x, True, 1 if slow else 3, 3 if slow else 10)
                 row = dict(op='filterbank', frontend=name, batch=batch, seconds=seconds,
@@ -181,29 +251,40 @@ def filterbank_checks(fast, sizes):
                            speedup=times['torch'][0] / times['triton'][0],
                            ref_peak=times['torch'][1], fast_peak=times['triton'][1])
                 rows.append(row)
-                print('filterbank %-24s %3dx%2ds  ref %8.2f ms  triton %7.3f ms  x%6.1f  peak %.0f -> %.0f MiB' % (
-                    name, batch, seconds, row['ref_ms'], row['fast_ms'], row['speedup'],
-                    row['ref_peak'] / 2 ** 20, row['fast_peak'] / 2 ** 20))
+                print('filterbank %-24s %3dx%2gs  ref %8.2f ms  triton %7.3f ms  x%6.1f  '
+                      'peak %s -> %s MiB' % (name, batch, seconds, row['ref_ms'], row['fast_ms'],
+                                             row['speedup'], mib(row['ref_peak']),
+                                             mib(row['fast_peak'])))
             except Exception as exc:
                 traceback.print_exc()
                 rows.append(dict(op='filterbank', frontend=name, batch=batch, seconds=seconds,
                                  error='%s: %s' % (type(exc).__name__, exc)))
-            torch.cuda.empty_cache()
+            if DEVICE == 'cuda':
+                torch.cuda.empty_cache()
     return rows
 
 
-def main():
+def main(argv=None):
+    global DEVICE, SMOKE
     parser = argparse.ArgumentParser()
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results'))
     parser.add_argument('--quick', action='store_true', help='one size, fewer repeats')
-    parser.add_argument('--configs', default='', help='comma-separated substrings to select')
+    parser.add_argument('--configs', default='',
+                        help='comma-separated substrings selecting frontends and filterbanks')
     parser.add_argument('--tf32', action='store_true',
                         help='TF32 matmuls/convolutions everywhere (timings); parity is always '
                              'against the reference in full fp32')
     parser.add_argument('--only', default='ops,filterbank,frontends',
                         help='which sections to run (default: %(default)s)')
-    args = parser.parse_args()
-    assert torch.cuda.is_available(), 'needs a CUDA device'
+    parser.add_argument('--smoke', action='store_true',
+                        help='no GPU: CPU tensors, tiny sizes, Triton in its interpreter (a test '
+                             'of this script, not a measurement)')
+    args = parser.parse_args(argv)
+    if args.smoke:
+        DEVICE, SMOKE = 'cpu', True
+        os.environ.setdefault('TRITON_INTERPRET', '1')
+    elif not torch.cuda.is_available():
+        sys.exit('gpu_check needs a CUDA device (or --smoke to test the script on CPU)')
     if args.tf32:  # TF32 for everything: cuBLAS, cuDNN (mel, reference) and the Triton dots
         torch.set_float32_matmul_precision('high')
         torch.backends.cudnn.allow_tf32 = True
@@ -216,12 +297,15 @@ def main():
     import triton
     meta = {
         'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-        'device': torch.cuda.get_device_name(), 'torch': torch.__version__,
-        'cuda': torch.version.cuda, 'triton': triton.__version__, 'python': platform.python_version(),
-        'cpu_threads': torch.get_num_threads(), 'backends': table,
-        'method': 'median of CUDA-event-timed repeats after warm-up; train step = '
-                  'frontend(x).sum().backward() in train mode; float32 inputs; %s; parity '
-                  'against the reference in full fp32' % (
+        'device': torch.cuda.get_device_name() if DEVICE == 'cuda' else 'smoke-test-cpu',
+        'torch': torch.__version__, 'cuda': torch.version.cuda, 'triton': triton.__version__,
+        'python': platform.python_version(), 'cpu_threads': torch.get_num_threads(),
+        'backends': table, 'smoke': bool(args.smoke),
+        'method': 'each case timed in alternating blocks of %d calls with the mel baseline on '
+                  'the same input (x mel: ratio of the two medians), CUDA events around each '
+                  'call, after warm-up; train step = frontend(x).sum().backward() in train '
+                  'mode; float32 inputs; %s; parity against the reference in full fp32' % (
+                      eleaf.bench.PAIR_BLOCK,
                       'TF32 on for cuBLAS, cuDNN and the Triton dots' if args.tf32 else
                       'TF32 off everywhere'),
         'tf32': bool(args.tf32),
@@ -229,27 +313,28 @@ def main():
     print(json.dumps({k: v for k, v in meta.items() if k != 'backends'}, indent=1))
     print('fast backends available:', fast)
     results = []
-    sizes = SIZES[:1] if args.quick else SIZES
+    sizes = SMOKE_SIZES if args.smoke else SIZES[:1] if args.quick else SIZES
     sections = args.only.split(',')
     if 'ops' in sections:
-        meta['ops'] = op_checks(fast, args.quick)
+        meta['ops'] = op_checks(fast, args.quick, args.smoke)
         write(meta, results, args.out)
+    def select(name):
+        return not args.configs or any(s in name for s in args.configs.split(','))
     if 'filterbank' in sections:
-        meta['filterbank'] = filterbank_checks(fast, sizes)
+        meta['filterbank'] = filterbank_checks(fast, sizes, select)
         write(meta, results, args.out)
     if 'frontends' not in sections:
         sizes = []
-    configs = {k: v for k, v in CONFIGS.items()
-               if not args.configs or any(s in k for s in args.configs.split(','))}
+    configs = {k: v for k, v in CONFIGS.items() if select(k)}
     for batch, seconds in sizes:
         x = loudness_normalised(batch, seconds)
-        mel = eleaf.Mel().cuda()
+        mel = eleaf.Mel().to(DEVICE)
         for train in (False, True):
-            t, peak = measure(mel, x, train, 3, 10)
+            t, peak, _ = measure(mel, x, train, 3, 10)
             results.append(dict(frontend='Mel baseline', backend='torch', batch=batch,
                                 seconds=seconds, workload='train' if train else 'inference',
                                 time_s=t, peak_bytes=peak))
-            print('%-34s %-6s %3dx%2ds %-9s %9.3f ms' % ('Mel baseline', 'torch', batch, seconds,
+            print('%-34s %-6s %3dx%2gs %-9s %9.3f ms' % ('Mel baseline', 'torch', batch, seconds,
                                                          'train' if train else 'infer', 1e3 * t))
         for name, make in configs.items():
             for backend in ['torch'] + fast:
@@ -257,27 +342,36 @@ def main():
                 try:
                     if backend != 'torch':
                         entry['parity'] = parity(make, backend, x)
-                    frontend = make(backend).cuda()
+                    frontend = make(backend).to(DEVICE)
                     slow = backend == 'torch' and (name.startswith('Leaf') or seconds > 1)
                     for train in (False, True):
-                        t, peak = measure(frontend, x, train, 1 if slow else 3, 3 if slow else 10)
+                        t, peak, mel_t = measure(frontend, x, train, 1 if slow else 3,
+                                                 3 if slow else 10, mel=mel)
                         results.append(dict(entry, workload='train' if train else 'inference',
-                                            time_s=t, peak_bytes=peak))
-                        print('%-34s %-6s %3dx%2ds %-9s %9.3f ms  peak %7.1f MiB' % (
+                                            time_s=t, mel_time_s=mel_t, peak_bytes=peak))
+                        print('%-34s %-6s %3dx%2gs %-9s %9.3f ms  x mel %6.3f  peak %7s MiB' % (
                             name, backend, batch, seconds, 'train' if train else 'infer',
-                            1e3 * t, peak / 2 ** 20))
+                            1e3 * t, mel_t / t, mib(peak)))
                     if 'parity' in entry:
-                        print('    parity:', {k: ('%.1e' % v if isinstance(v, float) else v)
-                                              for k, v in entry['parity'].items()})
+                        p = entry['parity']
+                        print('    parity: vs fp32 ref %.1e, vs f64 %.1e (fp32 ref %.1e), '
+                              'worse than the reference: %s' % (
+                                  max(p['vs_ref32'].values()), max(p['vs_f64'].values()),
+                                  max(p['ref32_vs_f64'].values()),
+                                  p['worse_than_ref'] or 'none'))
                 except Exception as exc:
                     traceback.print_exc()
                     results.append(dict(entry, error='%s: %s' % (type(exc).__name__, exc)))
-                torch.cuda.empty_cache()
+                if DEVICE == 'cuda':
+                    torch.cuda.empty_cache()
         write(meta, results, args.out)  # after every size: a cut-off run keeps its figures
+    failed = [r for r in results + meta.get('filterbank', []) if 'error' in r]
+    return 1 if failed else 0
 
 
 def add_ratios(results):
-    """Throughput, and ratios to mel and to the reference from the same run."""
+    """Throughput, and ratios to mel (the paired mel times where a result has them, else the
+    mel baseline's own result) and to the reference from the same run."""
     by_key = {(r['frontend'], r['backend'], r['batch'], r['seconds'], r['workload']): r
               for r in results if 'time_s' in r}
     for r in results:
@@ -287,7 +381,8 @@ def add_ratios(results):
         ref = by_key.get((r['frontend'], 'torch', r['batch'], r['seconds'], r['workload']))
         r['examples_per_s'] = r['batch'] / r['time_s']
         r['audio_s_per_s'] = r['batch'] * r['seconds'] / r['time_s']
-        r['throughput_vs_mel'] = m['time_s'] / r['time_s'] if m else None
+        mel_t = r.get('mel_time_s') or (m['time_s'] if m else None)
+        r['throughput_vs_mel'] = mel_t / r['time_s'] if mel_t else None
         r['speedup_vs_reference'] = ref['time_s'] / r['time_s'] if ref else None
 
 
@@ -304,24 +399,30 @@ def write(meta, results, out_dir):
                                                         meta['cuda'], meta['triton'],
                                                         meta['date']), '',
              meta['method'], '',
-             '| frontend | backend | batch × s | workload | ms | examples/s | × mel throughput | × reference | peak MiB |',
-             '|---|---|---|---|---|---|---|---|---|']
+             '| frontend | backend | batch × s | workload | ms | mel ms (paired) | examples/s | '
+             '× mel throughput | × reference | peak MiB |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
         if 'time_s' not in r:
-            lines.append('| %s | %s | %d × %d | - | error: %s | | | | |' % (
+            lines.append('| %s | %s | %d × %g | - | error: %s | | | | | |' % (
                 r['frontend'], r['backend'], r['batch'], r['seconds'], r['error'][:80]))
             continue
-        lines.append('| %s | %s | %d × %d | %s | %.3f | %.0f | %s | %s | %.1f |' % (
+        lines.append('| %s | %s | %d × %g | %s | %.3f | %s | %.0f | %s | %s | %s |' % (
             r['frontend'], r['backend'], r['batch'], r['seconds'], r['workload'],
-            1e3 * r['time_s'], r['examples_per_s'],
+            1e3 * r['time_s'], '%.3f' % (1e3 * r['mel_time_s']) if r.get('mel_time_s') else '-',
+            r['examples_per_s'],
             '%.3g' % r['throughput_vs_mel'] if r.get('throughput_vs_mel') else '-',
             '%.3g' % r['speedup_vs_reference'] if r.get('speedup_vs_reference') else '-',
-            r['peak_bytes'] / 2 ** 20))
+            mib(r['peak_bytes'])))
     parities = [r for r in results if 'parity' in r]
     if parities:
-        lines += ['', '## Parity: fast path (%s) against the reference in full fp32, ‖a−b‖/‖b‖' % (
-            'TF32, as timed' if meta.get('tf32') else 'full fp32'), '',
-                  '| frontend | backend | batch × s | worst | output | grad_input |', '|---|---|---|---|---|---|']
+        lines += ['', '## Parity: fast path (%s) against the reference, ‖a−b‖/‖b‖, output and '
+                  'every gradient' % ('TF32, as timed' if meta.get('tf32') else 'full fp32'), '',
+                  'Worst over the output and all gradients: fast vs the fp32 reference; fast '
+                  'vs float64; the fp32 reference vs float64. Last column: quantities where '
+                  'fast is further from float64 than 2 × the fp32 reference + 1e-5.', '',
+                  '| frontend | backend | batch × s | finite | vs fp32 ref | fast vs f64 | '
+                  'fp32 ref vs f64 | worse than the reference |', '|---|---|---|---|---|---|---|---|']
         seen = set()
         for r in parities:
             key = (r['frontend'], r['backend'], r['batch'], r['seconds'])
@@ -329,9 +430,10 @@ def write(meta, results, out_dir):
                 continue
             seen.add(key)
             p = r['parity']
-            worst = max(v for k, v in p.items() if isinstance(v, float))
-            lines.append('| %s | %s | %d × %d | %.1e | %.1e | %.1e |' % (
-                key + (worst, p['output'], p['grad_input'])))
+            lines.append('| %s | %s | %d × %g | %s | %.1e | %.1e | %.1e | %s |' % (
+                key + (p['finite'], max(p['vs_ref32'].values()), max(p['vs_f64'].values()),
+                       max(p['ref32_vs_f64'].values()),
+                       ', '.join(p['worse_than_ref']) or 'none')))
     if meta.get('ops'):
         lines += ['', '## Ops: fast backend vs reference, forward+backward', '',
                   '| op | shape | variant | reference ms | fast ms | speed-up | worst ‖a−b‖/‖b‖ |',
@@ -347,12 +449,12 @@ def write(meta, results, out_dir):
                   '|---|---|---|---|---|---|']
         for r in meta['filterbank']:
             if 'error' in r:
-                lines.append('| %s | %d × %d | error: %s | | | |' % (r['frontend'], r['batch'],
+                lines.append('| %s | %d × %g | error: %s | | | |' % (r['frontend'], r['batch'],
                                                                    r['seconds'], r['error'][:80]))
                 continue
-            lines.append('| %s | %d × %d | %.3f | %.3f | %.1f | %.0f → %.0f |' % (
+            lines.append('| %s | %d × %g | %.3f | %.3f | %.1f | %s → %s |' % (
                 r['frontend'], r['batch'], r['seconds'], r['ref_ms'], r['fast_ms'], r['speedup'],
-                r['ref_peak'] / 2 ** 20, r['fast_peak'] / 2 ** 20))
+                mib(r['ref_peak']), mib(r['fast_peak'])))
     with open(base + '.md', 'w') as f:
         f.write('\n'.join(lines) + '\n')
     print('\n'.join(lines))
@@ -363,4 +465,4 @@ def write(meta, results, out_dir):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
