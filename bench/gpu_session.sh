@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Everything a lent GPU should run, in one device call of at most 10 minutes (the stages'
+# time limits add up to 9):
+#
+#   bash bench/gpu_session.sh                    # all stages, from the repository root
+#   bash bench/gpu_session.sh build gpu_check    # only these stages (a second call)
+#
+# 1. builds eleaf._C with its CUDA kernels in place (the machine's torch and nvcc);
+# 2. runs the GPU tests of the compiled and Triton ops (CUDA parity of log1p_median including
+#    its error paths, the Triton PCEN, the Triton filterbank on a few configurations), each
+#    stage under a time limit;
+# 3. runs bench/gpu_check.py --tf32 (parity against the fp32 and float64 references, timings
+#    paired with the mel baseline, peak memory; 256 x 1 s unless GPU_CHECK_ARGS says more),
+#    writing bench/results/gpu_<device>_<date>.{json,md}.
+# Logs and results go to $OUT (default /tmp/eleaf_gpu) as well. Each stage's exit code is
+# printed in the summary at the end; a failed stage does not stop the later ones.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/eleaf_gpu}
+mkdir -p "$OUT"
+unset TRITON_INTERPRET
+declare -A RC
+
+STAGES=${*:-build test_cuda_ops test_triton_filterbank gpu_check}
+
+stage() {  # stage NAME SECONDS COMMAND...
+  local name=$1 limit=$2
+  shift 2
+  [[ " $STAGES " == *" $name "* ]] || return 0
+  local t0=$SECONDS
+  echo "=== $name (limit ${limit}s): $*"
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  RC[$name]=$?
+  tail -n 15 "$OUT/$name.log"
+  echo "=== $name: exit ${RC[$name]} after $((SECONDS - t0)) s"
+}
+
+python3 - > "$OUT/env.txt" 2>&1 <<'EOF'
+import platform, subprocess, torch
+print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.version.cuda)
+try:
+    import triton; print('triton', triton.__version__)
+except Exception as exc:
+    print('triton missing:', exc)
+print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')
+print(subprocess.run(['nvidia-smi', '--query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu',
+                      '--format=csv'], capture_output=True, text=True).stdout)
+EOF
+cat "$OUT/env.txt"
+
+stage build 120 python3 setup.py build_ext --inplace
+python3 -c "import eleaf, eleaf._C; print('eleaf._C:', eleaf._C.build_info())" | tee -a "$OUT/env.txt"
+stage test_cuda_ops 90 python3 -m pytest -q -x tests/ops/test_compress_cpp.py tests/ops/test_pcen_triton.py \
+  tests/ops/test_gabor_pack.py
+stage test_triton_filterbank 60 python3 -m pytest -q -x tests/ops/test_gabor_triton.py \
+  -k "leaf or random_configs[0] or random_configs[1] or custom_ops or compile or opcheck"
+stage gpu_check 270 python3 bench/gpu_check.py --tf32 ${GPU_CHECK_ARGS:---quick}
+cp bench/results/gpu_*"$(date -u +%F)"* "$OUT"/ 2>/dev/null
+
+echo "=== summary"
+for name in $STAGES; do
+  echo "$name: exit ${RC[$name]:-not run}"
+done
