@@ -9,8 +9,8 @@ but it can measure that host side. For each frontend with ``backend='triton'`` (
 ``TRITON_INTERPRET=1``, a tiny input) this script
 
 1. counts the torch ops a train step (``frontend(x).sum().backward()``) dispatches, forward
-   and backward (a ``TorchDispatchMode``; views and detaches counted apart, since they launch
-   nothing), and the Triton launches;
+   and backward (a ``TorchDispatchMode``; views, detaches and allocations counted apart, since
+   they launch nothing), and the Triton launches;
 2. times the step with every Triton launch replaced by a no-op (from the start: the kernels
    compute nothing, the outputs are uninitialised), so that what remains is the host's work
    (median of repeats, one torch thread).
@@ -35,10 +35,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import eleaf  # noqa: E402
 from eleaf.bench import machine_info  # noqa: E402
 
-#: ops that only make views or metadata (no kernel launch on a GPU)
-VIEW_OPS = ('view', 'slice', 'select', 'expand', 'unsqueeze', 'squeeze', 'detach', 'alias',
-            'transpose', 'permute', 'as_strided', '_reshape_alias', 'unbind', 't.default',
-            '_unsafe_view', 'split', 'promote_types')
+#: ops that only make views, allocate or compute metadata (no kernel launch on a GPU)
+NO_LAUNCH_OPS = ('view', 'slice', 'select', 'expand', 'unsqueeze', 'squeeze', 'detach',
+                 'alias', 'transpose', 'permute', 'as_strided', '_reshape_alias', 'unbind',
+                 't.default', '_unsafe_view', 'split', 'promote_types', 'aten.empty',
+                 'aten.new_empty')
 CONFIGS = {
     'EfficientLeaf 8G-opt 80 + LogTBN': lambda: eleaf.EfficientLeaf(
         n_filters=80, num_groups=8, conv_win_factor=6, stride_factor=16, backend='triton'),
@@ -109,9 +110,9 @@ def measure(make, launches, samples=1600, batch=2, repeats=9, calls=100):
         for _ in range(calls):
             step()
         times.append((time.perf_counter() - t0) / calls)
-    views = sum(n for op, n in counter.counts.items() if any(v in op for v in VIEW_OPS))
+    quiet = sum(n for op, n in counter.counts.items() if any(v in op for v in NO_LAUNCH_OPS))
     total = sum(counter.counts.values())
-    return dict(ops=total, view_ops=views, launching_ops=total - views,
+    return dict(ops=total, no_launch_ops=quiet, launching_ops=total - quiet,
                 triton_launches=n_launches, host_us=1e6 * statistics.median(times),
                 host_us_min=1e6 * min(times), op_counts=dict(counter.counts.most_common()))
 

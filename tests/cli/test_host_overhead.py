@@ -1,7 +1,7 @@
 """``bench/host_overhead.py`` runs, and the Triton path's train step stays lean on the host:
 an EfficientLEAF 8G-opt step dispatches a bounded number of torch ops (each a kernel launch
 on a GPU, where that step is host-bound). The bound guards the packed-taps kernels and the
-eager autograd path (before them: 99 launching ops; with them: 27)."""
+eager autograd path (before them: 99 launching ops; with them: 17)."""
 import json
 import os
 import subprocess
@@ -23,7 +23,7 @@ def test_counts_and_times_a_step(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (r,) = json.load(open(out))['results'].values()
-    assert r['host_us'] > 0 and r['ops'] == r['view_ops'] + r['launching_ops']
+    assert r['host_us'] > 0 and r['ops'] == r['no_launch_ops'] + r['launching_ops']
     # forward: taps, filterbank; backward: filterbank, taps
     assert r['triton_launches'] >= 4
-    assert r['launching_ops'] <= 40, r['op_counts']
+    assert r['launching_ops'] <= 30, r['op_counts']
