@@ -2,8 +2,8 @@
 //
 // Reference: eleaf.ops.log1p_median_ref (log1p_ref, then median_subtract_ref).
 //
-// Ops (schemas below, CUDA kernels in compress_cuda.cu, fake kernels and autograd in
-// eleaf/ops/compress.py):
+// Ops (schemas below, CUDA kernels in compress_cuda.cu, autograd in autograd.cpp,
+// fake kernels in eleaf/ops/compress.py):
 //
 //   eleaf::log1p_median_fwd(x, a, per_band, median_filter, append) -> (y, idx)
 //     x   (..., F, T) floating; (B, F, T) or (B, C, F, T) when append.

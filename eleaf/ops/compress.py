@@ -3,8 +3,10 @@
 The ``'cpp'`` implementation of the op ``log1p_median`` (see :mod:`eleaf.ops`): wrappers over
 ``torch.ops.eleaf.log1p_median_fwd`` / ``log1p_median_bwd`` from ``eleaf._C`` (C++ on CPU
 tensors, CUDA where the extension was built with it; ``csrc/compress.cpp``,
-``csrc/compress_cuda.cu``), with fake (meta) kernels and autograd registered here, so the op
-works under ``torch.compile`` without a graph break and passes ``torch.library.opcheck``.
+``csrc/compress_cuda.cu``), with fake (meta) kernels registered here and the autograd
+registered in C++ (``csrc/autograd.cpp``; here in Python only for an extension built
+before it), so the op works under ``torch.compile`` without a graph break and passes
+``torch.library.opcheck``.
 
 Reference: :func:`eleaf.ops.log1p_median_ref`. Dtypes: float32, float64 (computed natively in
 float64), float16 and bfloat16 (computed in float32, rounding like the reference). Median
@@ -142,7 +144,11 @@ if AVAILABLE:
         gx, ga = torch.ops.eleaf.log1p_median_bwd(grad_y, x, a, idx, *ctx.flags)
         return (gx if need_x else None), (ga if need_a else None), None, None, None
 
-    torch.library.register_autograd('eleaf::log1p_median_fwd', _backward,
-                                    setup_context=_setup_context)
+    # eleaf._C registers the op's autograd in C++ (csrc/autograd.cpp: less host time
+    # per call); an extension built before that gets this Python one
+    if not torch._C._dispatch_has_kernel_for_dispatch_key('eleaf::log1p_median_fwd',
+                                                          'Autograd'):
+        torch.library.register_autograd('eleaf::log1p_median_fwd', _backward,
+                                        setup_context=_setup_context)
 
     register_impl('log1p_median', 'cpp', log1p_median_cpp, check)

@@ -147,6 +147,10 @@ if AVAILABLE:
         grads = torch.ops.eleaf.pcen_bwd(grad_y, x, s, alpha, delta, r, ctx.eps, ctx.clamp)
         return tuple(g if n else None for g, n in zip(grads, need[:5])) + (None, None)
 
-    torch.library.register_autograd('eleaf::pcen_fwd', _backward, setup_context=_setup_context)
+    # eleaf._C registers the op's autograd in C++ (csrc/autograd.cpp: less host time per
+    # call); an extension built before that gets this Python one
+    if not torch._C._dispatch_has_kernel_for_dispatch_key('eleaf::pcen_fwd', 'Autograd'):
+        torch.library.register_autograd('eleaf::pcen_fwd', _backward,
+                                        setup_context=_setup_context)
 
     register_impl('pcen', 'cpp', pcen_cpp, check)

@@ -323,6 +323,24 @@ def test_opcheck(a_mode, mf, ap, device):
                            idx, a_mode == 'band', mf, ap))
 
 
+def test_autograd_in_cpp_and_partial_gradients():
+    # the op's autograd kernel is the C++ one (csrc/autograd.cpp), not Python's
+    dump = torch._C._dispatch_dump('eleaf::log1p_median_fwd')
+    assert 'autograd.cpp' in dump, dump
+    x = torch.rand(2, 5, 7, dtype=torch.float64)
+    a = torch.full((5,), 0.3, dtype=torch.float64)
+    x64, a64 = x.clone().requires_grad_(), a.clone().requires_grad_()
+    log1p_median_ref(x64, a64, True, True, True).sum().backward()
+    for need_x, need_a in ((True, False), (False, True)):
+        xs, as_ = x.clone().requires_grad_(need_x), a.clone().requires_grad_(need_a)
+        log1p_median_cpp(xs, as_, True, True, True).sum().backward()
+        assert (xs.grad is not None) == need_x and (as_.grad is not None) == need_a
+        if need_x:
+            assert_close('grad x', x64.grad, xs.grad, 1e-12)
+        if need_a:
+            assert_close('grad a', a64.grad, as_.grad, 1e-12)
+
+
 @needs_cpp
 @pytest.mark.parametrize('device', DEVICES)
 def test_torch_compile(device):
