@@ -1,6 +1,8 @@
-"""Op registry: the reference ('torch') implementation of every op is registered here; the
-fast paths register themselves from ``eleaf.ops.gabor``, ``eleaf.ops.pcen`` and
-``eleaf.ops.compress`` when their backend can be imported.
+"""Op registry: the reference ('torch') implementation of every op is registered here (the TF
+port's in :mod:`eleaf.modules.tf_leaf`); the fast paths register themselves from
+``eleaf.ops.gabor`` (with ``gabor_pack``), ``eleaf.ops.pcen`` and ``eleaf.ops.tf_pcen``
+(Triton), ``eleaf.ops.compress``, ``eleaf.ops.pcen_cpp``, ``eleaf.ops.gabor_cpu`` and
+``eleaf.ops.tf_gabor_cpu`` (``eleaf._C``) when their backend can be imported.
 
 Ops and their signatures (all backends share them):
 
@@ -10,6 +12,8 @@ Ops and their signatures (all backends share them):
   :func:`eleaf.functional.pcen_ref`.
 - ``log1p_median(x, a, per_band, median_filter, append) -> y``: log compression followed by
   the optional median subtraction of LogTBN, see :func:`log1p_median_ref`.
+- ``tf_gabor_filterbank``, ``tf_pcen``: the TF LEAF port's, see
+  :func:`eleaf.functional.tf_leaf.tf_gabor_filterbank_ref` and ``tf_pcen_ref``.
 """
 from ..functional import (grouped_gabor_filterbank_ref, log1p_ref, median_subtract_ref,
                           pcen_ref)
