@@ -25,7 +25,7 @@
 // Evaluation (same function, better conditioned than the literal formula; see the comment
 // before fwd_general_span): L = log(M + eps) instead of ln eps + log1p(M / eps) (two ~27-sized
 // terms cancelling in float32 for eps = 1e-12), and for delta > 0 and z = v + delta > 0
-// (v = xc exp(-alpha L)) y = delta^r expm1(r log1p(v / delta)) instead of z^r - delta^r (all
+// (v = (xc / (M + eps)) exp((1 - alpha) L)) y = delta^r expm1(r log1p(v / delta)) instead of z^r - delta^r (all
 // digits lost in float32 when v << delta); the gradients likewise. Elsewhere (delta <= 0, or
 // z <= 0, where only an integer r is finite) the literal formulas with torch.pow's
 // conventions, so the special values are the reference's: pow(z, r) for z < 0 is NaN unless r
@@ -165,7 +165,7 @@ ELEAF_ALWAYS_INLINE double pexpm1(double x) { return std::expm1(x); }
 // Constants of one band, in the computation dtype T.
 template <typename T>
 struct Band {
-  T alpha, neg_alpha, delta, r, rm1, delta_r, log_delta, eps, clamp;
+  T alpha, neg_alpha, one_minus_alpha, delta, r, rm1, delta_r, log_delta, eps, clamp;
   // factor of |z|^p for z < 0: +-1 for an even / odd integer p, NaN otherwise (torch.pow)
   T neg_r, neg_rm1;
   bool r_zero, rm1_zero, r_nonneg, has_clamp;
@@ -187,6 +187,7 @@ Band<T> make_band(T alpha, T delta, T r, double eps, bool has_clamp, T clamp) {
   Band<T> b;
   b.alpha = alpha;
   b.neg_alpha = -alpha;
+  b.one_minus_alpha = T(1) - alpha;
   b.delta = delta;
   b.r = r;
   b.rm1 = r - T(1);
@@ -215,7 +216,12 @@ ELEAF_ALWAYS_INLINE T ppow(T z, T lz, T p, T neg_factor, bool p_zero) {
 
 // Evaluation. L = log(M + eps) (= ln eps + log1p(M / eps) of the reference, the same
 // -inf / NaN for M <= -eps, but without the cancellation of two ~27-sized terms in float32
-// for eps = 1e-12), E = exp(-alpha L), v = xc E.
+// for eps = 1e-12), E = (M + eps)^-alpha, v = xc E. The fast spans compute
+// E = exp((1 - alpha) L) / (M + eps) and v = (xc / (M + eps)) exp((1 - alpha) L): the
+// exponential's argument is (1 - alpha) L instead of -alpha L (for alpha = 0.96, 25x smaller,
+// and so is its rounding error, about |argument| ulps), and for alpha = 1 v is the correctly
+// rounded quotient, as in TF LEAF's x / (M + floor)^alpha. M + eps = inf is left to the
+// general spans (E = exp(-alpha L) = 0 there, as in the reference).
 //
 // fast (delta > 0, per element u = v / delta > -1, i.e. z = v + delta > 0):
 //   y = delta^r expm1(r log1p(u))                          (no cancellation of z^r - delta^r)
@@ -252,17 +258,17 @@ template <typename T>
 ELEAF_ALWAYS_INLINE int fwd_fast_span(const T* __restrict__ x, const T* __restrict__ M,
                               T* __restrict__ y, T* __restrict__ bad, int64_t n,
                               const Band<T>& b) {
-  const T clamp = b.clamp, eps = b.eps, neg_alpha = b.neg_alpha;
+  const T clamp = b.clamp, eps = b.eps, one_minus_alpha = b.one_minus_alpha;
   const T delta = b.delta, r = b.r, delta_r = b.delta_r;
   int any = 0;
 #pragma omp simd reduction(| : any)
   for (int64_t t = 0; t < n; ++t) {
     const T xc = bits_select(x[t] < clamp, clamp, x[t]);
-    const T L = plog(M[t] + eps);
-    const T E = pexp(neg_alpha * L);
-    const T u = (xc * E) / delta;
+    const T Me = M[t] + eps;
+    const T L = plog(Me);
+    const T u = ((xc / Me) * pexp(one_minus_alpha * L)) / delta;
     y[t] = delta_r * pexpm1(r * plog1p(u));
-    const int flag = (u <= T(-1)) | (u == kInf<T>);
+    const int flag = (u <= T(-1)) | (u == kInf<T>) | (Me == kInf<T>);
     bad[t] = bits_select(flag != 0, T(1), T(0));
     any |= flag;
   }
@@ -369,6 +375,7 @@ ELEAF_ALWAYS_INLINE int bwd_fast_span(const T* __restrict__ x, const T* __restri
                               T* __restrict__ bad, int64_t n, int64_t nv,
                               const Band<T>& b, double* sums) {
   const T clamp = b.clamp, eps = b.eps, neg_alpha = b.neg_alpha;
+  const T one_minus_alpha = b.one_minus_alpha;
   const T delta = b.delta, r = b.r, rm1 = b.rm1, delta_r = b.delta_r;
   const T log_delta = b.log_delta, rdr1 = b.ddelta_r;
   double s_a = 0, s_d = 0, s_r = 0;
@@ -378,8 +385,9 @@ ELEAF_ALWAYS_INLINE int bwd_fast_span(const T* __restrict__ x, const T* __restri
     const T xc = bits_select(x[t] < clamp, clamp, x[t]);
     const T Me = M[t] + eps;
     const T L = plog(Me);
-    const T E = pexp(neg_alpha * L);
-    const T v = xc * E;
+    const T w = pexp(one_minus_alpha * L);
+    const T E = w / Me;
+    const T v = (xc / Me) * w;
     const T u = v / delta;
     const T lz = plog1p(u);
     const T y = delta_r * pexpm1(r * lz);
@@ -389,7 +397,7 @@ ELEAF_ALWAYS_INLINE int bwd_fast_span(const T* __restrict__ x, const T* __restri
     const T gz = gt * q;
     dM[t] = (gz * v) * neg_alpha / Me;
     dxc[t] = gz * E;
-    const int flag = (u <= T(-1)) | (u == kInf<T>);
+    const int flag = (u <= T(-1)) | (u == kInf<T>) | (Me == kInf<T>);
     bad[t] = bits_select(flag != 0, T(1), T(0));
     const bool valid = (t < nv) & !flag;
     s_a += static_cast<double>(bits_select(valid, -(gz * v * L), T(0)));

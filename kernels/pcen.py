@@ -5,6 +5,7 @@ Reference: :func:`eleaf.functional.pcen_ref` (SPEC §6), on *effective* paramete
     xc  = max(x, clamp)                                  (optional input clamp)
     M_t = (1 - s) M_{t-1} + s xc_t,   M_0 = xc_0         (smoother along time)
     y_t = (xc_t (M_t + eps)^-alpha + delta)^r - delta^r
+    ((M_t + eps)^-alpha as exp((1 - alpha) log(M_t + eps)) / (M_t + eps), see _pcen_point)
 
 Layout: x is (R, T) contiguous with R = prod(leading) * F rows, band f = row % F. One program
 owns ``BLOCK_B`` rows of ONE band (rows ``b * F + f`` for a block of b), so s, alpha, delta, r
@@ -123,10 +124,20 @@ def _int_pow(a, n, NBITS: tl.constexpr):
 @triton.jit
 def _pcen_point(x, M, eps, alpha, delta, r, log_delta, delta_r, LIBDEVICE: tl.constexpr):
     """Per-frame quantities (y, L, sm, v, lz): the output y, L = log(M + eps),
-    sm = (M + eps)^-alpha, v = x sm and lz = log1p(v / delta) (log(z / delta), z = v + delta)."""
-    L = _log(M + eps, LIBDEVICE)
-    sm = _exp(-alpha * L, LIBDEVICE)
-    v = x * sm
+    sm = (M + eps)^-alpha, v = x sm and lz = log1p(v / delta) (log(z / delta), z = v + delta).
+
+    sm = exp((1 - alpha) L) / (M + eps) and v = (x / (M + eps)) exp((1 - alpha) L): the
+    exponential's argument, and its rounding error, is |1 - alpha| L rather than alpha L
+    (25x smaller for alpha = 0.96), and for alpha = 1 v is the correctly rounded quotient (TF
+    LEAF's x / (M + floor)^alpha). For M + eps = inf, sm is exp(-alpha inf) as in the
+    reference (0 for alpha > 0)."""
+    Me = M + eps
+    L = _log(Me, LIBDEVICE)
+    w = _exp((1. - alpha) * L, LIBDEVICE)
+    at_inf = Me == float('inf')
+    sm_inf = tl.where(alpha > 0., 0., tl.where(alpha < 0., float('inf'), float('nan')))
+    sm = tl.where(at_inf, sm_inf, w / Me)
+    v = tl.where(at_inf, x * sm_inf, (x / Me) * w)
     pos = delta > 0.
     u = v / tl.where(pos, delta, 1.)
     lz = _log1p(u, LIBDEVICE)

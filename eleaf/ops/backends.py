@@ -166,7 +166,8 @@ def resolve_backend(op: str, requested: str, device: torch.device, dtype: torch.
 
 #: ops that each fast backend implements, whether or not it could be loaded here
 DECLARED_OPS = {'triton': ('gabor_filterbank', 'pcen', 'tf_pcen'),
-                'cpp': ('gabor_filterbank', 'log1p_median', 'pcen', 'tf_gabor_filterbank')}
+                'cpp': ('gabor_filterbank', 'log1p_median', 'pcen', 'tf_gabor_filterbank',
+                        'tf_pcen')}
 
 
 def has_impl(op: str, backend: str) -> bool:

@@ -1,5 +1,5 @@
-"""TF LEAF's PCEN (op ``tf_pcen``) on eleaf's Triton PCEN kernels (``'triton'``,
-:mod:`eleaf.ops.pcen`).
+"""TF LEAF's PCEN (op ``tf_pcen``) on eleaf's PCEN kernels: the compiled CPU recursion
+(``'cpp'``, :mod:`eleaf.ops.pcen_cpp`) and the Triton scan (``'triton'``, :mod:`eleaf.ops.pcen`).
 
 Reference: :func:`eleaf.functional.tf_leaf.tf_pcen_ref`. The mathematics is eleaf's PCEN on
 mapped parameters: TF's smoother ``M_t = w x_t + (1 - w) M_{t-1}`` from ``M_{-1} = x_0`` is
@@ -9,17 +9,14 @@ the inverse of eleaf's exponent, ``r = 1 / max(root, 1)``; delta passes unclampe
 no input clamp. The clips and the inverse are torch ops, so their gradients are the
 reference's (``torch.clamp`` passes the gradient at equality).
 
-Numerics: the kernels evaluate ``x (M + eps)^-alpha`` as ``x exp(-alpha log(M + eps))``, not as
-TF's division, so where TF's quotient is exactly 1 (smooth clipped to 1 and alpha to 1: M = x)
-the kernels give 1 within a few float32 ulps. A later instance norm of such a constant channel
-divides that rounding noise by ``sqrt(var + 1e-6)``: in the recorded TF configuration
-``k662_preemp_norm`` the compiled CPU PCEN on these parameters ends 4.9e-5 from float64 where
-TF's float32 and the float32 reference end 8.6e-6 from it. That is why the C++ PCEN does not
-serve ``tf_pcen`` (CPU runs the reference; tests/modules/test_tf_leaf.py holds it to TF's
-recordings); the Triton kernels do, on the GPU, where the reference's frame loop is the
-bottleneck. A negative delta gives NaN in the reference
-(a fractional power of a negative number) unless ``max(root, 1) == 1``; the kernels compute
-``v^r`` for every ``delta <= 0``, which is finite.
+Numerics: both kernels evaluate ``x (M + eps)^-alpha`` as ``(x / (M + eps)) exp((1 - alpha)
+log(M + eps))``, which for ``alpha = 1`` is TF's correctly rounded quotient. That matters in
+the recorded TF configuration ``k662_preemp_norm``: smooth and alpha clipped to 1 make a
+channel's PCEN output constant, and the instance norm after it divides its rounding noise by
+``sqrt(var + 1e-6)``. There the compiled PCEN ends 8.4e-6 from float64, like TF's float32
+(8.6e-6); with ``x exp(-alpha log(M + eps))`` it ended 4.9e-5 from it. A negative delta gives
+NaN in the reference (a fractional power of a negative number) unless ``max(root, 1) == 1``;
+the kernels compute ``v^r`` for every ``delta <= 0``, which is finite.
 """
 import torch
 
@@ -51,10 +48,10 @@ def tf_pcen_via(pcen_fn):
 
 
 def _register():
-    """Register ``tf_pcen`` on Triton where Triton's PCEN is registered, with its check."""
-    entry = _REGISTRY.get('pcen', {}).get('triton')
-    if entry is not None:
-        register_impl('tf_pcen', 'triton', tf_pcen_via(entry.fn), entry.check)
+    """Register ``tf_pcen`` for every backend that has a PCEN implementation, with its check."""
+    for backend, entry in _REGISTRY.get('pcen', {}).items():
+        if backend != 'torch':
+            register_impl('tf_pcen', backend, tf_pcen_via(entry.fn), entry.check)
 
 
 _register()

@@ -695,9 +695,9 @@ def test_inputs_options_and_backend():
                                         'compression.smooth']
     assert model.frames(16000) == 100 and model.frames(16001) == 101
     assert 'TFLeaf' in eleaf.__all__ and eleaf.modules.TFLeaf is eleaf.TFLeaf
-    # 'auto' runs the filterbank on the CPU fast path where eleaf._C is built (compared with
-    # the reference in tests/ops/test_tf_gabor_cpu.py), PCEN on torch; an explicit backend
-    # goes to the ops that have it, 'auto' to the others; explicit on PCEN alone raises
+    # 'auto' runs the filterbank and PCEN on the CPU fast paths where eleaf._C is built
+    # (compared with the references in tests/ops/test_tf_gabor_cpu.py and test_tf_pcen.py);
+    # an explicit backend goes to the ops that have it, 'auto' to the others
     cpp_ok = cpp_status()[0]
     name, _ = select_impl('tf_gabor_filterbank', 'auto', x.device, x.dtype)
     assert name == ('cpp' if cpp_ok else 'torch')
@@ -709,5 +709,10 @@ def test_inputs_options_and_backend():
     else:
         with pytest.raises(BackendUnavailableError):
             eleaf.TFLeaf(n_filters=4, backend='cpp')(x)
-    with pytest.raises(BackendUnavailableError):
-        TFPCEN(4, backend='cpp')(torch.rand(2, 4, 10))
+    e = torch.rand(2, 4, 10)
+    if cpp_ok:
+        assert_close('TFPCEN cpp vs torch', TFPCEN(4, backend='torch')(e),
+                     TFPCEN(4, backend='cpp')(e), RTOL[torch.float32])
+    else:
+        with pytest.raises(BackendUnavailableError):
+            TFPCEN(4, backend='cpp')(e)
