@@ -162,7 +162,8 @@ def parity(make, backend, x):
 
 
 def op_checks(fast, quick, smoke=False):
-    """Op-level parity (against the fp32 reference) and forward+backward timing."""
+    """Op-level parity (against the fp32 reference, and both against a float64 reference:
+    ``f64`` per quantity (fast vs f64, fp32 reference vs f64)) and forward+backward timing."""
     from eleaf.functional.pcen import pcen_parameters
     from eleaf.ops.backends import select_impl
     rows = []
@@ -192,10 +193,21 @@ def op_checks(fast, quick, smoke=False):
                     res[backend] = (y.detach(), xi.grad.clone(), [p.grad.clone() for p in stored])
                     slow = backend == 'torch'
                     res[backend + '_t'] = median_time(step, 1, 3 if slow else 20)
-                (yr, gr, pr), (yt, gt, pt) = res['torch'], res['triton']
-                errs = {'output': rel(yt, yr), 'grad_x': rel(gt, gr)}
-                errs.update({'grad_' + n: rel(a, b) for n, a, b in zip('s alpha delta r'.split(), pt, pr)})
-                row = dict(op='pcen', shape=shape, learn_logs=learn_logs, parity=errs,
+                # float64 reference on the same input and parameters (not timed)
+                _, fn64 = select_impl('pcen', 'torch', x.device, torch.float64)
+                stored64 = [torch.full((F,), v, device=DEVICE, dtype=torch.float64,
+                                       requires_grad=True) for v in init]
+                x64 = x.double().requires_grad_(True)
+                y64 = fn64(x64, *pcen_parameters(*stored64, learn_logs), 1e-12, 1e-5)
+                y64.backward(torch.ones_like(y64))
+                names = ['output', 'grad_x'] + ['grad_' + n for n in 's alpha delta r'.split()]
+                flat = {b: [res[b][0], res[b][1]] + res[b][2] for b in ('torch', 'triton')}
+                flat64 = [y64.detach(), x64.grad] + [p.grad for p in stored64]
+                errs = {n: rel(a, b) for n, a, b in zip(names, flat['triton'], flat['torch'])}
+                f64 = {n: (rel(a, c), rel(b, c))
+                       for n, a, b, c in zip(names, flat['triton'], flat['torch'], flat64)}
+                yt = res['triton'][0]
+                row = dict(op='pcen', shape=shape, learn_logs=learn_logs, parity=errs, f64=f64,
                            finite=bool(torch.isfinite(yt).all()),
                            ref_ms=1e3 * res['torch_t'], fast_ms=1e3 * res['triton_t'],
                            speedup=res['torch_t'] / res['triton_t'])
@@ -219,10 +231,18 @@ def op_checks(fast, quick, smoke=False):
                 y = step()
                 res[backend] = (y.detach(), xi.grad.clone(), a.grad.clone())
                 res[backend + '_t'] = median_time(step, 3, 20)
-            errs = {'output': rel(res['cpp'][0], res['torch'][0]),
-                    'grad_x': rel(res['cpp'][1], res['torch'][1]),
-                    'grad_a': rel(res['cpp'][2], res['torch'][2])}
-            row = dict(op='log1p_median', shape=shape, parity=errs, ref_ms=1e3 * res['torch_t'],
+            _, fn64 = select_impl('log1p_median', 'torch', x.device, torch.float64)
+            a64 = torch.full((shape[1],), 5., device=DEVICE, dtype=torch.float64,
+                             requires_grad=True)
+            x64 = x.double().requires_grad_(True)
+            y64 = fn64(x64, a64, True, True, True)
+            y64.backward(torch.ones_like(y64))
+            names = ('output', 'grad_x', 'grad_a')
+            errs = {n: rel(a, b) for n, a, b in zip(names, res['cpp'], res['torch'])}
+            f64 = {n: (rel(a, c), rel(b, c)) for n, a, b, c in
+                   zip(names, res['cpp'], res['torch'], (y64.detach(), x64.grad, a64.grad))}
+            row = dict(op='log1p_median', shape=shape, parity=errs, f64=f64,
+                       ref_ms=1e3 * res['torch_t'],
                        fast_ms=1e3 * res['cpp_t'], speedup=res['torch_t'] / res['cpp_t'])
             rows.append(row)
             print('log1p_median %-15s ref %7.3f ms  cpp %7.3f ms  x%5.1f  worst err %.1e' % (
@@ -439,13 +459,18 @@ def write(meta, results, out_dir):
                        ', '.join(p['worse_than_ref']) or 'none')))
     if meta.get('ops'):
         lines += ['', '## Ops: fast backend vs reference, forward+backward', '',
-                  '| op | shape | variant | reference ms | fast ms | speed-up | worst ‖a−b‖/‖b‖ |',
-                  '|---|---|---|---|---|---|---|']
+                  'Worst ‖a−b‖/‖b‖ over the output and all gradients: fast vs the fp32 '
+                  'reference, fast vs float64, the fp32 reference vs float64.', '',
+                  '| op | shape | variant | reference ms | fast ms | speed-up | vs fp32 ref | '
+                  'fast vs f64 | fp32 ref vs f64 |', '|---|---|---|---|---|---|---|---|---|']
         for r in meta['ops']:
-            lines.append('| %s | %s | %s | %.3f | %.3f | %.1f | %.1e |' % (
+            f64 = r.get('f64', {})
+            lines.append('| %s | %s | %s | %.3f | %.3f | %.1f | %.1e | %s | %s |' % (
                 r['op'], 'x'.join(map(str, r['shape'])),
                 ('learn_logs=%s' % r['learn_logs']) if 'learn_logs' in r else 'append, per-band a',
-                r['ref_ms'], r['fast_ms'], r['speedup'], max(r['parity'].values())))
+                r['ref_ms'], r['fast_ms'], r['speedup'], max(r['parity'].values()),
+                '%.1e' % max(v[0] for v in f64.values()) if f64 else '-',
+                '%.1e' % max(v[1] for v in f64.values()) if f64 else '-'))
     if meta.get('filterbank'):
         lines += ['', '## Filterbank alone, train step (forward+backward)', '',
                   '| filterbank | batch × s | reference ms | triton ms | speed-up | peak MiB ref → triton |',

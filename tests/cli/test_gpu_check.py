@@ -43,6 +43,9 @@ def test_smoke_run_writes_results(tmp_path):
     expected_ops = ({'pcen'} if 'triton' in fast else set()) | (
         {'log1p_median'} if 'cpp' in fast else set())
     assert {r['op'] for r in data['meta']['ops']} == expected_ops
+    for r in data['meta']['ops']:  # fast and fp32 reference, each against float64
+        assert set(r['f64']) == set(r['parity']) and all(
+            fast < 1e-5 and ref < 1e-5 for fast, ref in r['f64'].values()), r
     if 'triton' in fast:
         (fb,) = data['meta']['filterbank']
         assert fb['frontend'] == 'EfficientLeaf 8G-opt 80' and fb['fast_ms'] > 0

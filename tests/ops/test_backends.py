@@ -41,9 +41,14 @@ def test_environment_forces_backend(monkeypatch):
         eleaf.Leaf()(torch.randn(1, 400))
     with pytest.raises(bk.BackendUnavailableError, match='ELEAF_BACKEND=cpp'):
         eleaf.TFLeaf(n_filters=8)(torch.randn(1, 400))  # its filterbank has one
-    # an op without a cpp implementation (TF LEAF's PCEN) stays on 'auto'
     from eleaf.modules.tf_leaf import TFPCEN
-    assert TFPCEN(8)(torch.rand(1, 8, 3)).shape == (1, 8, 3)
+    with pytest.raises(bk.BackendUnavailableError, match='ELEAF_BACKEND=cpp'):
+        TFPCEN(8)(torch.rand(1, 8, 3))  # TF LEAF's PCEN has one too
+    # an op without a cpp implementation (every eleaf op has one: a test-only op) stays on 'auto'
+    monkeypatch.setitem(bk._REGISTRY, 'torch_only_test_op',
+                        {'torch': bk.Impl(lambda x: x, lambda device, dtype: None)})
+    assert bk.resolve_backend('torch_only_test_op', 'auto', torch.device('cpu'),
+                              torch.float32) == 'torch'
     monkeypatch.setenv('ELEAF_BACKEND', 'torch')
     assert eleaf.EfficientLeaf()(torch.randn(1, 400)).shape == (1, 2, 40, 3)
     # an explicit argument wins over the environment
