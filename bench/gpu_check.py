@@ -55,8 +55,8 @@ CONFIGS = {
     'EfficientLeaf 4G wf4.75 + PCEN': lambda b: eleaf.EfficientLeaf(
         conv_win_factor=4.75, compression='pcen', backend=b),
     'Leaf + PCEN': lambda b: eleaf.Leaf(backend=b),
-    # the TF LEAF port: on 'triton' its PCEN runs on the Triton kernels (eleaf.ops.tf_pcen),
-    # its filterbank on the reference (no Triton implementation yet)
+    # the TF LEAF port: on 'triton' its filterbank and PCEN run on the Triton kernels
+    # (eleaf.ops.tf_gabor_triton, eleaf.ops.tf_pcen)
     'TFLeaf (TF LEAF port)': lambda b: eleaf.TFLeaf(backend=b),
 }
 SIZES = [(256, 1), (32, 8), (16, 16)]

@@ -7,6 +7,11 @@ Letters: B batch, F filters (all groups), n filters of one group, L input sample
 N = (L - 1) // s + 1 convolution steps of a group, T output frames, K Gabor taps, W pooling
 taps, s convolution stride, P pooling stride (in convolution steps), H = s * P hop (samples).
 
+Pooling windows are centred on the frames (zero padding W//2) unless the runtime argument
+``POOL_SHIFT`` (0 for eleaf's filterbanks) moves them: the pooling's left padding is
+``W//2 + POOL_SHIFT`` (TF LEAF's 'SAME' padding, which depends on ``L mod H``); the formulas
+below write W//2 for it.
+
 All groups run in one launch. The grid's filter axis enumerates *filter blocks* of at most
 ``BLOCK_F`` filters of one group; the row ``fb`` of the int32 table ``tab`` (``NCOL`` columns,
 see ``TAB_*``) holds that block's geometry and its offsets into the packed taps and windows:
@@ -121,7 +126,7 @@ def _conv_tile(re, im, x_b, stride_xl, base, rvalid, taps_ptr, tap_re, tap_im, f
 @triton.jit
 def _gabor_fwd_kernel(
     x_ptr, taps_ptr, win_ptr, out_ptr, tab_ptr,
-    L, T, STEP, stride_xb, stride_xl, stride_ob, stride_of, stride_ot,
+    L, T, STEP, stride_xb, stride_xl, stride_ob, stride_of, stride_ot, POOL_SHIFT,
     NCOL: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     QMAX: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
 ):
@@ -147,7 +152,7 @@ def _gabor_fwd_kernel(
 
     N = (L - 1) // s + 1
     H = s * P
-    hw = W // 2
+    hw = W // 2 + POOL_SHIFT
     hk = K // 2
     Q = (W + P - 1) // P
     t0 = pid_t * STEP
@@ -197,7 +202,7 @@ def _gabor_fwd_kernel(
 @triton.jit
 def _gabor_bwd_rows_kernel(
     x_ptr, taps_ptr, win_ptr, g_ptr, d_ptr, e_ptr, tab_ptr, base_ptr,
-    L, T, stride_xb, stride_xl, stride_gb, stride_gf, stride_gt,
+    L, T, stride_xb, stride_xl, stride_gb, stride_gf, stride_gt, POOL_SHIFT,
     NCOL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     LOWP: tl.constexpr, PRECISION: tl.constexpr, ROUND_D: tl.constexpr,
 ):
@@ -218,7 +223,7 @@ def _gabor_bwd_rows_kernel(
     m0 = pid_m * BLOCK_M
     if m0 >= N:
         return
-    hw = W // 2
+    hw = W // 2 + POOL_SHIFT
     hk = K // 2
     m = m0 + tl.arange(0, BLOCK_M)
     rvalid = m < N
@@ -267,7 +272,7 @@ def _gabor_bwd_rows_kernel(
 @triton.jit
 def _gabor_bwd_window_kernel(
     g_ptr, e_ptr, dwin_ptr, tab_ptr, base_ptr,
-    L, T, NB, SPLIT, stride_gb, stride_gf, stride_gt,
+    L, T, NB, SPLIT, stride_gb, stride_gf, stride_gt, POOL_SHIFT,
     NCOL: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_F: tl.constexpr,
     QMAX: tl.constexpr,
 ):
@@ -290,7 +295,7 @@ def _gabor_bwd_window_kernel(
     if r0 >= P:
         return
     N = (L - 1) // s + 1
-    hw = W // 2
+    hw = W // 2 + POOL_SHIFT
     Q = (W + P - 1) // P
     U = T + Q - 1
     n_ub = tl.cdiv(U, BLOCK_U)
@@ -327,7 +332,7 @@ def _gabor_bwd_window_kernel(
 @triton.jit
 def _gabor_bwd_window_loop_kernel(
     g_ptr, e_ptr, dwin_ptr, tab_ptr, base_ptr,
-    L, T, stride_gb, stride_gf, stride_gt,
+    L, T, stride_gb, stride_gf, stride_gt, POOL_SHIFT,
     NCOL: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr,
 ):
     """dw_f[k] += sum_tau g[b, f, tau] E[b, f, tau P - W//2 + k] (zero outside [0, N)), one
@@ -342,7 +347,7 @@ def _gabor_bwd_window_loop_kernel(
     (f_out, nb, s, P, _, W, _, _, win0, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
 
     N = (L - 1) // s + 1
-    hw = W // 2
+    hw = W // 2 + POOL_SHIFT
     t0 = pid_t * BLOCK_T
     t_last = tl.minimum(t0 + BLOCK_T, T) - 1
     tau = t0 + tl.arange(0, BLOCK_T)

@@ -1,7 +1,7 @@
 """Op registry: the reference ('torch') implementation of every op is registered here (the TF
 port's in :mod:`eleaf.modules.tf_leaf`); the fast paths register themselves from
-``eleaf.ops.gabor`` (with ``gabor_pack``), ``eleaf.ops.pcen`` and ``eleaf.ops.tf_pcen``
-(Triton), ``eleaf.ops.compress``, ``eleaf.ops.pcen_cpp``, ``eleaf.ops.gabor_cpu`` and
+``eleaf.ops.gabor`` (with ``gabor_pack``), ``eleaf.ops.pcen``, ``eleaf.ops.tf_gabor_triton``
+and ``eleaf.ops.tf_pcen`` (Triton), ``eleaf.ops.compress``, ``eleaf.ops.pcen_cpp``, ``eleaf.ops.gabor_cpu`` and
 ``eleaf.ops.tf_gabor_cpu`` (``eleaf._C``) when their backend can be imported.
 
 Ops and their signatures (all backends share them):

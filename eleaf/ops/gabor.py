@@ -278,8 +278,15 @@ def _check_inputs(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor, pl
         raise ValueError('x needs at least one sample')
 
 
+def _check_shift(pool_shift: int, plan: _Plan):
+    wmin = min(g[5] for g in plan.groups)
+    if not -(wmin // 2) <= int(pool_shift) <= 0:
+        raise ValueError('pool_shift must be in [-(W//2), 0] = [%d, 0], got %r'
+                         % (-(wmin // 2), pool_shift))
+
+
 def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
-              geometry: Sequence[int]) -> torch.Tensor:
+              geometry: Sequence[int], pool_shift: int = 0) -> torch.Tensor:
     """Fused forward: per group strided Gabor conv, squared modulus, Gaussian pooling.
 
     Args:
@@ -289,10 +296,14 @@ def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
         windows (Tensor): packed float32 windows, per group the (n, W) matrix of
             :func:`eleaf.functional.gauss_windows` flattened.
         geometry (list of int): :func:`pack_geometry` of the groups.
+        pool_shift (int): the pooling's left zero padding is ``W//2 + pool_shift`` (0: windows
+            centred on the frames; TF LEAF's 'SAME' pooling: see
+            :func:`tf_gabor_filterbank_triton`), ``-(W//2) <= pool_shift <= 0``.
     Returns:
         Tensor: (B, F, T) in x's dtype, T = (L - 1) // (s P) + 1.
     """
     plan = _plan(geometry, x.device, _cfg_key(x))
+    _check_shift(pool_shift, plan)
     _check_inputs(x, taps, windows, plan)
     B, _, L = x.shape
     T = (L - 1) // plan.hop + 1
@@ -306,7 +317,7 @@ def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
         _gabor_fwd_kernel[grid](
             x, taps, windows, out, plan.tab,
             L, T, plan.fwd_step, x.stride(0), x.stride(2),
-            out.stride(0), out.stride(1), out.stride(2),
+            out.stride(0), out.stride(1), out.stride(2), int(pool_shift),
             NCOL=NCOL, BLOCK_U=plan.fwd_block_u, BLOCK_K=plan.cfg['fwd_block_k'],
             BLOCK_F=plan.block_f, QMAX=plan.fwd_qmax, LOWP=_lowp(x), PRECISION=_precision(),
             num_warps=plan.cfg['fwd_warps'], num_stages=plan.cfg['fwd_stages'])
@@ -318,14 +329,14 @@ def _scratch_budget() -> int:
 
 
 def _window_grad(plan: _Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.Tensor,
-                 bases: torch.Tensor, L: int, T: int, nb: int):
+                 bases: torch.Tensor, L: int, T: int, nb: int, pool_shift: int):
     """Window gradient of one batch chunk from the E scratch (phase-split kernel, or the
     per-tap fallback when the shifts QMAX leave too few registers)."""
     cfg, bf = plan.cfg, plan.block_f
     if plan.win_block_r is None:
         _gabor_bwd_window_loop_kernel[(triton.cdiv(T, cfg['win_block_t']), plan.n_fb, nb)](
             g, ebuf, dwin, plan.tab, bases,
-            L, T, g.stride(0), g.stride(1), g.stride(2),
+            L, T, g.stride(0), g.stride(1), g.stride(2), pool_shift,
             NCOL=NCOL, BLOCK_T=cfg['win_block_t'], BLOCK_F=bf, num_warps=cfg['warps'])
         return
     n_r = triton.cdiv(plan.pmax, plan.win_block_r)
@@ -333,19 +344,19 @@ def _window_grad(plan: _Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.T
     split = max(1, min(items, triton.cdiv(cfg['win_programs'], n_r * plan.n_fb)))
     _gabor_bwd_window_kernel[(n_r, plan.n_fb, split)](
         g, ebuf, dwin, plan.tab, bases,
-        L, T, nb, split, g.stride(0), g.stride(1), g.stride(2),
+        L, T, nb, split, g.stride(0), g.stride(1), g.stride(2), pool_shift,
         NCOL=NCOL, BLOCK_U=plan.win_block_u, BLOCK_R=plan.win_block_r, BLOCK_F=bf,
         QMAX=plan.fwd_qmax, num_warps=cfg['win_warps'])
 
 
 def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
-              geometry: Sequence[int], need_dx: bool
+              geometry: Sequence[int], need_dx: bool, pool_shift: int = 0
               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward of :func:`gabor_fwd`, recomputing the convolution.
 
     Args:
         grad (Tensor): (B, F, T) gradient of the output (any strides).
-        x, taps, windows, geometry: as in :func:`gabor_fwd`.
+        x, taps, windows, geometry, pool_shift: as in :func:`gabor_fwd`.
         need_dx (bool): compute the input gradient.
     Returns:
         (dx, dtaps, dwindows): dx (B, 1, L) in x's dtype (an empty tensor when not
@@ -353,6 +364,8 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
     """
     plan = _plan(geometry, x.device, _cfg_key(x))
     _check_inputs(x, taps, windows, plan)
+    _check_shift(pool_shift, plan)
+    pool_shift = int(pool_shift)
     B, _, L = x.shape
     T = (L - 1) // plan.hop + 1
     if tuple(grad.shape) != (B, plan.F, T):
@@ -381,10 +394,11 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
                 _gabor_bwd_rows_kernel[(triton.cdiv(n_max, cfg['bwd_block_m']), plan.n_fb, nb)](
                     xc, tr, windows, gc, dbuf, ebuf, plan.tab, bases,
                     L, T, xc.stride(0), xc.stride(2), gc.stride(0), gc.stride(1), gc.stride(2),
-                    NCOL=NCOL, BLOCK_M=cfg['bwd_block_m'], BLOCK_K=cfg['bwd_block_k'], BLOCK_F=bf,
+                    pool_shift, NCOL=NCOL, BLOCK_M=cfg['bwd_block_m'],
+                    BLOCK_K=cfg['bwd_block_k'], BLOCK_F=bf,
                     LOWP=lowp, PRECISION=prec, ROUND_D=(prec == 'tf32' and round_d),
                     num_warps=cfg['bwd_warps'], num_stages=cfg['bwd_stages'])
-                _window_grad(plan, gc, ebuf, dwin, bases, L, T, nb)
+                _window_grad(plan, gc, ebuf, dwin, bases, L, T, nb, pool_shift)
                 _gabor_bwd_taps_kernel[(triton.cdiv(plan.kmax, cfg['taps_block_k']), plan.n_fb,
                                         nb * split)](
                     xc, dbuf, dtaps, plan.tab, bases,
@@ -408,13 +422,13 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
 
 @torch.library.custom_op('eleaf::gabor_pool', mutates_args=())
 def gabor_pool(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
-               geometry: List[int]) -> torch.Tensor:
+               geometry: List[int], pool_shift: int = 0) -> torch.Tensor:
     """(B, 1, L) waveform, packed fp32 taps and windows, flat geometry -> (B, F, T)."""
-    return gabor_fwd(x, taps, windows, geometry)
+    return gabor_fwd(x, taps, windows, geometry, pool_shift)
 
 
 @gabor_pool.register_fake
-def _gabor_pool_fake(x, taps, windows, geometry):
+def _gabor_pool_fake(x, taps, windows, geometry, pool_shift=0):
     groups = _unpack(geometry)
     hop = groups[0][2] * groups[0][3]
     return x.new_empty((x.shape[0], groups[-1][1], (x.shape[2] - 1) // hop + 1))
@@ -422,14 +436,14 @@ def _gabor_pool_fake(x, taps, windows, geometry):
 
 @torch.library.custom_op('eleaf::gabor_pool_bwd', mutates_args=())
 def gabor_pool_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor,
-                   windows: torch.Tensor, geometry: List[int],
-                   need_dx: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   windows: torch.Tensor, geometry: List[int], need_dx: bool,
+                   pool_shift: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (dx or an empty tensor, dtaps, dwindows) of ``eleaf::gabor_pool``."""
-    return gabor_bwd(grad, x, taps, windows, geometry, need_dx)
+    return gabor_bwd(grad, x, taps, windows, geometry, need_dx, pool_shift)
 
 
 @gabor_pool_bwd.register_fake
-def _gabor_pool_bwd_fake(grad, x, taps, windows, geometry, need_dx):
+def _gabor_pool_bwd_fake(grad, x, taps, windows, geometry, need_dx, pool_shift=0):
     dx = x.new_empty(x.shape) if need_dx else x.new_empty((0,))
     return dx, torch.empty_like(taps), torch.empty_like(windows)
 
@@ -439,31 +453,32 @@ class GaborPool(torch.autograd.Function):
     without its Python dispatch (see :func:`eleaf.ops.backends.use_custom_ops`)."""
 
     @staticmethod
-    def forward(ctx, x, taps, windows, geometry):
+    def forward(ctx, x, taps, windows, geometry, pool_shift=0):
         ctx.save_for_backward(x, taps, windows)
-        ctx.geometry = geometry
-        return gabor_fwd(x, taps, windows, geometry)
+        ctx.geometry, ctx.pool_shift = geometry, pool_shift
+        return gabor_fwd(x, taps, windows, geometry, pool_shift)
 
     @staticmethod
     def backward(ctx, grad):
         x, taps, windows = ctx.saved_tensors
         need_dx = bool(ctx.needs_input_grad[0])
-        dx, dtaps, dwin = gabor_bwd(grad, x, taps, windows, ctx.geometry, need_dx)
-        return (dx if need_dx else None), dtaps, dwin, None
+        dx, dtaps, dwin = gabor_bwd(grad, x, taps, windows, ctx.geometry, need_dx,
+                                    ctx.pool_shift)
+        return (dx if need_dx else None), dtaps, dwin, None, None
 
 
 def _setup_context(ctx, inputs, output):
-    x, taps, windows, geometry = inputs
+    x, taps, windows, geometry, pool_shift = inputs
     ctx.save_for_backward(x, taps, windows)
-    ctx.geometry = geometry
+    ctx.geometry, ctx.pool_shift = geometry, pool_shift
 
 
 def _backward(ctx, grad):
     x, taps, windows = ctx.saved_tensors
     need_dx = bool(ctx.needs_input_grad[0])
     dx, dtaps, dwin = torch.ops.eleaf.gabor_pool_bwd(grad, x, taps, windows, ctx.geometry,
-                                                      need_dx)
-    return (dx if need_dx else None), dtaps, dwin, None
+                                                      need_dx, ctx.pool_shift)
+    return (dx if need_dx else None), dtaps, dwin, None, None
 
 
 gabor_pool.register_autograd(_backward, setup_context=_setup_context)
