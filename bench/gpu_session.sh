@@ -52,7 +52,7 @@ stage build 120 python3 setup.py build_ext --inplace
 python3 -c "import eleaf, eleaf._C; print('eleaf._C:', eleaf._C.build_info())" | tee -a "$OUT/env.txt"
 stage test_cuda_ops 90 python3 -m pytest -q -x tests/ops/test_compress_cpp.py tests/ops/test_pcen_triton.py \
   tests/ops/test_gabor_pack.py tests/ops/test_tf_pcen.py
-stage test_triton_filterbank 60 python3 -m pytest -q -x tests/ops/test_gabor_triton.py \
+stage test_triton_filterbank 60 python3 -m pytest -q -x tests/ops/test_gabor_triton.py tests/ops/test_tf_gabor_triton.py \
   -k "leaf or random_configs[0] or random_configs[1] or custom_ops or compile or opcheck"
 stage gpu_check 270 python3 bench/gpu_check.py --tf32 ${GPU_CHECK_ARGS:---quick}
 cp bench/results/gpu_*"$(date -u +%F)"* "$OUT"/ 2>/dev/null
