@@ -19,7 +19,7 @@ from .gabor import gabor_filters
 
 __all__ = ['tf_window_sizes', 'tf_same_padding', 'tf_linspace', 'tf_mel_weight_matrix',
            'tf_gabor_init', 'tf_gabor_bounds', 'tf_gabor_constraint', 'tf_gabor_taps',
-           'tf_lowpass_windows', 'tf_gabor_filterbank_ref', 'tf_preemphasis_ref',
+           'tf_lowpass_windows', 'tf_gabor_taps_odd', 'tf_gabor_filterbank_ref', 'tf_preemphasis_ref',
            'tf_ema_ref', 'tf_pcen_ref', 'tf_instance_norm_ref', 'TF_FLOOR']
 
 #: lower bound applied to the pooled energies before the compression (``tf.maximum(x, 1e-5)``)
@@ -175,6 +175,26 @@ def tf_lowpass_windows(widths: torch.Tensor, kernel_size: int) -> torch.Tensor:
     numerator = t - 0.5 * (kernel_size - 1)
     denominator = widths[:, None] * 0.5 * (kernel_size - 1)
     return torch.exp(-0.5 * (numerator / denominator) ** 2)
+
+
+def tf_gabor_taps_odd(kernel: torch.Tensor, kernel_size: int,
+                      dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    """TF's Gabor taps (:func:`tf_gabor_taps`) as (re, im) for eleaf's kernels, which take an
+    odd number of taps centred on the output sample.
+
+    TF's taps for ``t = -(K//2) ... (K+1)//2 - 1`` read samples ``p + t`` for odd K; for even
+    K TF's 'SAME' padding is one sample shorter on the left, so they read ``p + t + 1``: the
+    taps move one place right on a grid of K + 1 with a zero in front.
+
+    Returns:
+        (re, im): two (F, K) tensors for odd K, (F, K + 1) for even K, in ``dtype``.
+    """
+    n = kernel.shape[0]
+    taps = tf_gabor_taps(kernel, kernel_size).to(dtype).view(n, 2, kernel_size)
+    re, im = taps[:, 0], taps[:, 1]
+    if kernel_size % 2 == 0:
+        re, im = F.pad(re, (1, 0)), F.pad(im, (1, 0))
+    return re, im
 
 
 def tf_gabor_filterbank_ref(x: torch.Tensor, kernel: torch.Tensor, pool_widths: torch.Tensor,

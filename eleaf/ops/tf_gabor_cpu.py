@@ -17,10 +17,9 @@ modulus and pooling, blocks) run as one group of F filters with:
 Dtypes float32 and float64; others fall back to the reference (``check``).
 """
 import torch
-import torch.nn.functional as F
 
 from ..functional.gabor import GroupGeometry
-from ..functional.tf_leaf import tf_gabor_taps, tf_lowpass_windows, tf_same_padding
+from ..functional.tf_leaf import tf_gabor_taps_odd, tf_lowpass_windows, tf_same_padding
 from .backends import register_impl
 from .gabor_cpu import AVAILABLE, check, filterbank_groups
 
@@ -46,10 +45,7 @@ def tf_gabor_filterbank_cpu(x: torch.Tensor, kernel: torch.Tensor, pool_widths: 
         raise ValueError('tf_gabor_filterbank: x must be (B, 1, L), got %s'
                          % (tuple(x.shape),))
     K, n = int(kernel_size), kernel.shape[0]
-    taps = tf_gabor_taps(kernel, K).to(x.dtype).view(n, 2, K)
-    re, im = taps[:, 0], taps[:, 1]
-    if K % 2 == 0:  # read samples p + t + 1: one place right on an odd grid
-        re, im = F.pad(re, (1, 0)), F.pad(im, (1, 0))
+    re, im = tf_gabor_taps_odd(kernel, K, x.dtype)
     windows = tf_lowpass_windows(pool_widths, K).to(x.dtype)
     geometry = [GroupGeometry(0, n, 1, stride, re.shape[1], K)]
     left = tf_same_padding(x.shape[-1], K, stride)[0]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..functional.gabor import GroupGeometry
-from ..functional.tf_leaf import tf_gabor_taps, tf_lowpass_windows, tf_same_padding
+from ..functional.tf_leaf import tf_gabor_taps_odd, tf_lowpass_windows, tf_same_padding
 from .backends import register_impl, use_custom_ops
 from .gabor import HAS_TRITON, GaborPool, _check, pack_geometry
 
@@ -47,11 +47,9 @@ def tf_gabor_filterbank_triton(x: torch.Tensor, kernel: torch.Tensor, pool_width
         raise ValueError('tf_gabor_filterbank: x must be (B, 1, L), got %s'
                          % (tuple(x.shape),))
     K, n = int(kernel_size), kernel.shape[0]
-    taps = tf_gabor_taps(kernel, K).to(torch.float32).view(n, 2, K)
-    re, im = taps[:, 0], taps[:, 1]
+    re, im = tf_gabor_taps_odd(kernel, K, torch.float32)
     windows = tf_lowpass_windows(pool_widths, K).to(torch.float32)
-    if K % 2 == 0:  # taps read p + t + 1: one place right on an odd grid; windows made odd
-        re, im = F.pad(re, (1, 0)), F.pad(im, (1, 0))
+    if K % 2 == 0:  # the kernels take odd windows: a zero tap at the end
         windows = F.pad(windows, (0, 1))
     W = windows.shape[1]
     geometry = pack_geometry([GroupGeometry(0, n, 1, stride, re.shape[1], W)])

@@ -14,3 +14,12 @@ def nan_fill():
     yield
     torch.use_deterministic_algorithms(old[0])
     torch.utils.deterministic.fill_uninitialized_memory = old[1]
+
+
+@pytest.fixture
+def triton_poison(monkeypatch):
+    """The Triton ops fill their outputs and scratch with NaN before the kernels write them
+    (``ELEAF_DEBUG_POISON=1``); on a GPU the float32 references convolve with cuDNN in full
+    fp32 (TF32 off)."""
+    monkeypatch.setenv('ELEAF_DEBUG_POISON', '1')
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)

@@ -109,3 +109,20 @@ def force_cpu_method(monkeypatch, method):
     elif method == 'fft' and not gabor_cpu.FUSED_FFT:
         pytest.skip('fused FFT op unavailable: %s' % gabor_cpu.FUSED_FFT_REASON)
     monkeypatch.setattr(gabor_cpu, 'choose_method', lambda *args: method)
+
+
+def tf_filterbank_inputs(F, K, L, B, seed):
+    """(kernel (F, 2), pool widths (F,), x (B, 1, L)) float64 for TF LEAF's filterbank: TF's
+    mel initialisation for K >= 101 (as TFLeaf), random Gabor parameters otherwise,
+    constrained; widths in [0.1, 0.5]."""
+    from eleaf.functional.tf_leaf import tf_gabor_constraint, tf_gabor_init
+    g = torch.Generator().manual_seed(seed)
+    if K >= 101:
+        kernel = tf_gabor_init(F, 16000)
+    else:
+        kernel = torch.stack([torch.rand(F, generator=g) * 3.1,
+                              torch.rand(F, generator=g) * K / 4 + 1], 1)
+    kernel = tf_gabor_constraint(kernel, K).double()
+    widths = torch.rand(F, generator=g, dtype=torch.float64) * 0.4 + 0.1
+    x = torch.randn(B, 1, L, generator=g, dtype=torch.float64)
+    return kernel, widths, x

@@ -24,10 +24,8 @@ DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
 @pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    monkeypatch.setenv('ELEAF_DEBUG_POISON', '1')
-    # on a GPU the float32 reference convolves with cuDNN, which uses TF32 by default
-    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+def _poison(triton_poison):
+    """Every test here runs with poisoned outputs (tests/ops/conftest.py)."""
 
 
 def interpreter_cost(cfg):

@@ -11,9 +11,9 @@ one long one in blocks. Fresh tensors are NaN-filled while a test runs.
 import pytest
 import torch
 
-from eleaf.functional.tf_leaf import tf_gabor_constraint, tf_gabor_filterbank_ref, tf_gabor_init
+from eleaf.functional.tf_leaf import tf_gabor_filterbank_ref
 from eleaf.ops.backends import cpp_status
-from tests.ops.gabor_cases import CPU_METHODS, force_cpu_method
+from tests.ops.gabor_cases import CPU_METHODS, force_cpu_method, tf_filterbank_inputs
 from tests.testing import RTOL, assert_close
 
 CPP_OK, CPP_REASON, _ = cpp_status()
@@ -29,21 +29,8 @@ def _nan_fill(nan_fill):
     """Every test here runs with fresh tensors NaN-filled (tests/ops/conftest.py)."""
 
 
-def inputs(F, K, L, B, seed):
-    g = torch.Generator().manual_seed(seed)
-    if K >= 101:  # TF's mel initialisation, as TFLeaf
-        kernel = tf_gabor_init(F, 16000)
-    else:
-        kernel = torch.stack([torch.rand(F, generator=g) * 3.1,
-                              torch.rand(F, generator=g) * K / 4 + 1], 1)
-    kernel = tf_gabor_constraint(kernel, K).double()
-    widths = torch.rand(F, generator=g, dtype=torch.float64) * 0.4 + 0.1
-    x = torch.randn(B, 1, L, generator=g, dtype=torch.float64)
-    return kernel, widths, x
-
-
 def compare(K, S, L, B=2, F=6, seed=0, dtypes=(torch.float32, torch.float64), x_grad=True):
-    kernel, widths, x = inputs(F, K, L, B, seed)
+    kernel, widths, x = tf_filterbank_inputs(F, K, L, B, seed)
     leaves = lambda dtype: [t.detach().to(dtype).requires_grad_() for t in (x, kernel, widths)]
     ref_in = leaves(torch.float64)
     ref = tf_gabor_filterbank_ref(ref_in[0], ref_in[1], ref_in[2], K, S)

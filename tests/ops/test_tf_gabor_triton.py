@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import eleaf
-from eleaf.functional.tf_leaf import tf_gabor_constraint, tf_gabor_filterbank_ref, tf_gabor_init
+from eleaf.functional.tf_leaf import tf_gabor_filterbank_ref
 from eleaf.ops import select_impl
+from tests.ops.gabor_cases import tf_filterbank_inputs
 from tests.testing import RTOL, assert_close, require_triton_ops
 
 gabor = require_triton_ops('eleaf.ops.gabor')
@@ -24,22 +25,8 @@ DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
 @pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    monkeypatch.setenv('ELEAF_DEBUG_POISON', '1')
-    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
-
-
-def inputs(F, K, L, B, seed):
-    g = torch.Generator().manual_seed(seed)
-    if K >= 101:  # TF's mel initialisation, as TFLeaf
-        kernel = tf_gabor_init(F, 16000)
-    else:
-        kernel = torch.stack([torch.rand(F, generator=g) * 3.1,
-                              torch.rand(F, generator=g) * K / 4 + 1], 1)
-    kernel = tf_gabor_constraint(kernel, K).double()
-    widths = torch.rand(F, generator=g, dtype=torch.float64) * 0.4 + 0.1
-    x = torch.randn(B, 1, L, generator=g, dtype=torch.float64)
-    return kernel, widths, x
+def _poison(triton_poison):
+    """Every test here runs with poisoned outputs (tests/ops/conftest.py)."""
 
 
 def run(fn, ins, K, S, grad, x_grad):
@@ -49,7 +36,7 @@ def run(fn, ins, K, S, grad, x_grad):
 
 
 def compare(K, S, L, B=2, F=6, seed=0, x_grad=True):
-    kernel, widths, x = inputs(F, K, L, B, seed)
+    kernel, widths, x = tf_filterbank_inputs(F, K, L, B, seed)
 
     def leaves(dtype):
         ins = [t.detach().to(DEVICE, dtype).requires_grad_() for t in (x, kernel, widths)]
