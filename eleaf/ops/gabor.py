@@ -212,6 +212,12 @@ def _plan(geometry: Sequence[int], device: torch.device, cfg_key: str) -> _Plan:
     return plan
 
 
+def _layout_plan(geometry: Sequence[int], device: torch.device) -> _Plan:
+    """The plan of a geometry for its packed layout and tables only (not its launch
+    settings, which depend on the input's dtype and precision: :func:`_cfg_key`)."""
+    return _plan(geometry, device, 'cuda' if device.type == 'cuda' else 'interpreter')
+
+
 def _lowp(x: torch.Tensor) -> bool:
     """Low-precision tl.dot for fp16/bf16 x. The Triton interpreter (3.9) multiplies the raw
     bits of bfloat16 operands in tl.dot, so there bf16 tiles are upcast to fp32 instead."""
@@ -517,8 +523,7 @@ def pack_taps_ref(center_freqs: torch.Tensor, bandwidths: torch.Tensor,
     and gathered into the packed layout with one cached index, so that the cost does not grow
     with the number of groups (a few dozen small launches in all, forward and backward).
     """
-    plan = _plan(pack_geometry(geometry), center_freqs.device,
-                 'cuda' if center_freqs.device.type == 'cuda' else 'interpreter')
+    plan = _layout_plan(pack_geometry(geometry), center_freqs.device)
     tap_idx, win_idx, sizes, wmax = _pack_index(plan, center_freqs.device)
     re, im = gabor_taps_padded(plan.kmax, center_freqs, bandwidths)
     taps = torch.cat((re, im)).reshape(-1).index_select(0, tap_idx)

@@ -14,7 +14,7 @@ from typing import List, Tuple
 
 import torch
 
-from .gabor import _alloc, _on_device, _plan, _unpack
+from .gabor import _alloc, _layout_plan, _on_device, _unpack
 
 try:
     import triton
@@ -28,10 +28,6 @@ __all__ = ['pack_fwd', 'pack_bwd', 'GaborPack', 'gabor_pack', 'gabor_pack_bwd', 
 
 #: taps per program of the forward, and per loop step of the backward
 BLOCK = 256
-
-
-def _plan_of(geometry: List[int], device: torch.device):
-    return _plan(geometry, device, 'cuda' if device.type == 'cuda' else 'interpreter')
 
 
 def _filter_table(plan, device: torch.device) -> torch.Tensor:
@@ -78,7 +74,7 @@ def pack_fwd(center_freqs: torch.Tensor, bandwidths: torch.Tensor, pool_widths: 
         (taps, windows): 1-D float32, per group the (2n, K) and (n, W) matrices flattened.
     """
     dev = center_freqs.device
-    plan = _plan_of(geometry, dev)
+    plan = _layout_plan(geometry, dev)
     _check_params(center_freqs, bandwidths, pool_widths, plan.F)
     taps = _alloc((plan.taps_numel,), torch.float32, dev)
     windows = _alloc((plan.win_numel,), torch.float32, dev)
@@ -96,7 +92,7 @@ def pack_bwd(grad_taps: torch.Tensor, grad_windows: torch.Tensor, taps: torch.Te
     """Gradients (center_freqs, bandwidths, pool_widths), each (F,) float32, of
     :func:`pack_fwd` from its outputs' gradients (None: zero) and its outputs."""
     dev = taps.device
-    plan = _plan_of(geometry, dev)
+    plan = _layout_plan(geometry, dev)
     grad_taps = torch.zeros_like(taps) if grad_taps is None else grad_taps.contiguous()
     grad_windows = (torch.zeros_like(windows) if grad_windows is None
                     else grad_windows.contiguous())
