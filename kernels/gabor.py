@@ -25,10 +25,12 @@ Forward (``_gabor_fwd_kernel``), grid (frame blocks, filter blocks, B): the pool
 split as k = q P + r; for each phase r the convolution outputs at the rows
 m = (tau0 + u) P + r - W//2 of the block are a [BLOCK_U, K] tile of strided input windows
 (im2col by strided loads) times the [K, 2n] taps (two tl.dot, real and imaginary, over K
-chunks), squared, weighted by w_f[q P + r] into one accumulator per shift q; at the end
-QMAX tl.dot with 0/1 shift matrices sum the shifted accumulators into the
-[frames, BLOCK_F] output tile. Every needed convolution row is computed about once
-(overhead BLOCK_U / STEP), and the convolution output never goes to global memory.
+chunks), squared, weighted by w_f[q P + r] into one [BLOCK_U, BLOCK_F] accumulator per shift
+q (up to ``SHIFTS`` = 4 at a time, in the dot's register layout); at the end row gathers
+(``tl.gather``) add the shifted accumulators into the [frames, BLOCK_F] output tile. Every
+needed convolution row is computed about once (overhead BLOCK_U / STEP; cdiv(Q, 4) times
+when a window spans more than 4 hops), and the convolution output never goes to global
+memory.
 
 Backward recomputes the convolution (nothing but x, taps and windows is saved):
 ``_gabor_bwd_rows_kernel`` (grid over blocks of convolution rows) recomputes re, im at rows
@@ -124,22 +126,31 @@ def _conv_tile(re, im, x_b, stride_xl, base, rvalid, taps_ptr, tap_re, tap_im, f
 
 
 @triton.jit
+def _shift_rows(a, t, q: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_F: tl.constexpr):
+    """Rows t + q of the [BLOCK_U, BLOCK_F] tile a (row BLOCK_U - 1 past the end), by an
+    in-register gather (no dot: an fp32 0/1-matrix dot runs on FMAs and spills)."""
+    rows = tl.minimum(t + q, BLOCK_U - 1)
+    return tl.gather(a, tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.int32) + rows[:, None], 0)
+
+
+@triton.jit
 def _gabor_fwd_kernel(
     x_ptr, taps_ptr, win_ptr, out_ptr, tab_ptr,
     L, T, STEP, stride_xb, stride_xl, stride_ob, stride_of, stride_ot, POOL_SHIFT,
     NCOL: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
-    QMAX: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
+    SHIFTS: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """out[b, f, tau] = sum_k w_f[k] E_f[tau P - W//2 + k], E = |conv_f(x_b)|^2 (zero outside
     [0, N)).
 
     Grid (cdiv(T, STEP), filter blocks, B); program p writes frames tau0 ... tau0 + STEP - 1,
-    tau0 = p * STEP, STEP = BLOCK_U - QMAX + 1, QMAX >= cdiv(W, P) of every group (a power
-    of two). Pooling taps are split as k = q P + r (phase r in [0, P), q < QMAX): for each
-    phase the conv outputs at the BLOCK_U rows m = (tau0 + u) P + r - W//2 are one im2col
-    tile of x times the taps (tl.dot over K chunks), so each needed row is computed about
-    once; A[q, u] += w_f[q P + r] E[u] accumulates per shift q, and at the end
-    out[tau0 + t] = sum_q A[q, t + q] (QMAX exact tl.dot with 0/1 shift matrices).
+    tau0 = p * STEP, STEP = BLOCK_U - Qmax + 1 with Qmax >= cdiv(W, P) of every group. Pooling
+    taps are split as k = q P + r (phase r in [0, P), shift q < Q = cdiv(W, P)): for each
+    phase the conv outputs at the BLOCK_U rows m = (tau0 + u) P + r - W//2 of the block are one
+    im2col tile of x times the taps (tl.dot over K chunks), so each needed row is computed
+    about once; A_q[u] += w_f[q P + r] E[u] accumulates per shift q (SHIFTS <= 4 separate
+    [BLOCK_U, BLOCK_F] accumulators in the dot's layout; Q > SHIFTS takes cdiv(Q, SHIFTS)
+    passes, each recomputing the tiles), and out[tau0 + t] = sum_q A_q[t + q] (row gathers).
 
     x (B, 1, L) any strides; out (B, F, T); taps, windows packed fp32. LOWP: x is fp16/bf16,
     the taps are cast to x's dtype for tl.dot (fp32 accumulation); else fp32 dot with
@@ -162,38 +173,51 @@ def _gabor_fwd_kernel(
     tau_u = t0 + u
     fo = tl.arange(0, BLOCK_F)
     fmask = fo < nb
-    qq = tl.arange(0, QMAX)
     x_b = x_ptr + b * stride_xb
     x_row = tau_u * H - hw * s - hk   # sample of tap j = 0 at row u, phase r = 0
-    acc = tl.zeros((QMAX, BLOCK_U, BLOCK_F), dtype=tl.float32)
-    for r in range(0, P):
-        m = tau_u * P + r - hw
-        rvalid = (u < u_end) & (m >= 0) & (m < N)
-        base = x_row + r * s
-        # taps j whose samples can lie in [0, L) for some row of the block
-        b_lo = t0 * H - hw * s - hk + r * s
-        b_hi = b_lo + (u_end - 1) * H
-        j_lo = (tl.maximum(-b_hi, 0) // BLOCK_K) * BLOCK_K
-        j_hi = tl.minimum(K, L - b_lo)
-        re, im = _conv_tile(tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32),
-                            tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32), x_b, stride_xl,
-                            base, rvalid, taps_ptr, tap_re, tap_im, fo, fmask, j_lo, j_hi,
-                            K, L, BLOCK_K, LOWP, PRECISION)
-        e = re * re + im * im
-        k = qq * P + r
-        wmask = (k < W)[:, None] & fmask[None, :]
-        wq = tl.load(win_ptr + win0 + fo[None, :] * W + k[:, None], mask=wmask, other=0.)
-        acc += wq[:, None, :] * e[None, :, :]
-
-    # out[t] = sum_q acc[q, t + q]: one exact 0/1 shift-matrix tl.dot per q
-    tt = tl.arange(0, BLOCK_U)
+    w_row = win_ptr + win0 + fo * W
     out = tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32)
-    for q in tl.static_range(QMAX):
-        a_q = tl.sum(tl.where((qq == q)[:, None, None], acc, 0.), axis=0)
-        shift = (u[None, :] == tt[:, None] + q).to(tl.float32)
-        out = tl.dot(shift, a_q, out, input_precision='ieee')
-    tau = t0 + tt
-    omask = (tt < STEP) & (tau < T)
+    for q0 in range(0, Q, SHIFTS):
+        acc0 = tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32)
+        acc1 = tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32)
+        acc2 = tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32)
+        acc3 = tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32)
+        for r in range(0, P):
+            m = tau_u * P + r - hw
+            rvalid = (u < u_end) & (m >= 0) & (m < N)
+            base = x_row + r * s
+            # taps j whose samples can lie in [0, L) for some row of the block
+            b_lo = t0 * H - hw * s - hk + r * s
+            b_hi = b_lo + (u_end - 1) * H
+            j_lo = (tl.maximum(-b_hi, 0) // BLOCK_K) * BLOCK_K
+            j_hi = tl.minimum(K, L - b_lo)
+            re, im = _conv_tile(tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32),
+                                tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32), x_b,
+                                stride_xl, base, rvalid, taps_ptr, tap_re, tap_im, fo, fmask,
+                                j_lo, j_hi, K, L, BLOCK_K, LOWP, PRECISION)
+            e = re * re + im * im
+            k = fo * 0 + q0 * P + r   # window tap of shift q0 + i: k + i P
+            acc0 += tl.load(w_row + k, mask=fmask & (k < W), other=0.)[None, :] * e
+            if SHIFTS > 1:
+                k += P
+                acc1 += tl.load(w_row + k, mask=fmask & (k < W), other=0.)[None, :] * e
+            if SHIFTS > 2:
+                k += P
+                acc2 += tl.load(w_row + k, mask=fmask & (k < W), other=0.)[None, :] * e
+            if SHIFTS > 3:
+                k += P
+                acc3 += tl.load(w_row + k, mask=fmask & (k < W), other=0.)[None, :] * e
+        # out[t] += sum_i A_{q0 + i}[t + q0 + i]
+        tq = u + q0
+        out += _shift_rows(acc0, tq, 0, BLOCK_U, BLOCK_F)
+        if SHIFTS > 1:
+            out += _shift_rows(acc1, tq, 1, BLOCK_U, BLOCK_F)
+        if SHIFTS > 2:
+            out += _shift_rows(acc2, tq, 2, BLOCK_U, BLOCK_F)
+        if SHIFTS > 3:
+            out += _shift_rows(acc3, tq, 3, BLOCK_U, BLOCK_F)
+    tau = t0 + u
+    omask = (u < STEP) & (tau < T)
     optr = (out_ptr + b * stride_ob + (f_out + fo)[None, :].to(tl.int64) * stride_of
             + tau[:, None].to(tl.int64) * stride_ot)
     tl.store(optr, out.to(out_ptr.dtype.element_ty), mask=omask[:, None] & fmask[None, :])

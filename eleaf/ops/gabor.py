@@ -54,10 +54,14 @@ __all__ = ['gabor_filterbank_triton', 'gabor_fwd', 'gabor_bwd', 'pack_geometry',
 #: (``max_block_f``: filters per block; a group of n filters uses the smallest power of two
 #: >= n, at least 16, at most this). The Triton interpreter (CPU tensors) runs the same kernels
 #: with larger chunks, because its cost is per operation rather than per element.
+#: Since 2026-12-03 the ``wide`` forward, backward-rows and input-gradient settings are chosen
+#: so that these kernels compile for sm_90 without register spills under Triton 3.6 and 3.9
+#: (``python -m tests.ops.sm90_compile`` reports ptxas' registers and spills); that choice
+#: has not been timed on a GPU.
 LAUNCH = {
     'cuda': dict(
         max_block_f=64,
-        fwd_block_u=128,     # convolution rows per phase in a forward program (>= 2 QMAX)
+        fwd_block_u=128,     # convolution rows per phase in a forward program
         fwd_block_k=32,      # Gabor taps per tl.dot chunk (forward)
         fwd_warps=8, fwd_stages=3,
         bwd_block_m=128,     # convolution rows per backward-rows program
@@ -73,7 +77,8 @@ LAUNCH = {
         win_block_t=64,      # frames per program of the fallback window-gradient kernel
         dx_block_i=256,      # input samples per input-gradient program
         warps=8,             # input gradient, fallback window gradient
-        wide=dict(taps_block_m=64, taps_warps=8, win_acc=16384)),
+        wide=dict(fwd_block_u=64, fwd_block_k=16, bwd_block_m=64, dx_block_i=64,
+                  taps_block_m=64, taps_warps=8, win_acc=8192)),
     'cuda_tf32': dict(
         max_block_f=64,
         fwd_block_u=64, fwd_block_k=16, fwd_warps=4, fwd_stages=3,
@@ -81,8 +86,8 @@ LAUNCH = {
         taps_block_m=16, taps_block_k=64, taps_rows=8192, taps_warps=4, taps_stages=4,
         win_acc=4096, win_programs=1056, win_warps=4, win_block_t=64,
         dx_block_i=256, warps=8,
-        wide=dict(fwd_block_u=128, fwd_warps=8, taps_block_m=32, taps_stages=4,
-                  win_acc=16384)),
+        wide=dict(fwd_warps=8, bwd_warps=8, dx_block_i=64, taps_block_m=32, taps_stages=4,
+                  win_acc=8192)),
     'interpreter': dict(
         max_block_f=32,
         fwd_block_u=64, fwd_block_k=256, fwd_warps=4, fwd_stages=1,
@@ -138,6 +143,7 @@ class _Plan:
         # pooling shifts: window taps k = q P + r with q < cdiv(W, P)
         self.qmax = max((W + P - 1) // P for _, _, _, P, _, W in groups)
         self.fwd_qmax = triton.next_power_of_2(self.qmax)
+        self.fwd_shifts = min(self.qmax, 4)   # forward accumulators (shifts per pass)
         self.cfg = cfg = dict(LAUNCH[cfg_key])
         self.block_f = min(cfg['max_block_f'],
                            max(16, triton.next_power_of_2(max(g[1] - g[0] for g in groups))))
@@ -325,7 +331,8 @@ def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
             L, T, plan.fwd_step, x.stride(0), x.stride(2),
             out.stride(0), out.stride(1), out.stride(2), int(pool_shift),
             NCOL=NCOL, BLOCK_U=plan.fwd_block_u, BLOCK_K=plan.cfg['fwd_block_k'],
-            BLOCK_F=plan.block_f, QMAX=plan.fwd_qmax, LOWP=_lowp(x), PRECISION=_precision(),
+            BLOCK_F=plan.block_f, SHIFTS=plan.fwd_shifts, LOWP=_lowp(x),
+            PRECISION=_precision(),
             num_warps=plan.cfg['fwd_warps'], num_stages=plan.cfg['fwd_stages'])
     return out
 
@@ -390,7 +397,10 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
         n_max = max((L - 1) // g[2] + 1 for g in plan.groups)
         cfg = plan.cfg
         split = max(1, triton.cdiv(n_max, cfg['taps_rows']))
-        lowp, prec, bf = _lowp(x), _precision(), plan.block_f
+        lowp, bf = _lowp(x), plan.block_f
+        # fp16/bf16 x: the fp32 dots of the taps gradient run on TF32 tensor cores too (the
+        # low-precision contract; 'ieee' dots run on FMAs and spilled registers for LEAF)
+        prec = 'tf32' if lowp else _precision()
         xr, tr = _dot_operands(x, taps, cfg)
         round_d = cfg.get('tf32_round', True) and cfg.get('tf32_round_d', True)
         with _on_device(x):

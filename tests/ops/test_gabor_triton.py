@@ -80,6 +80,20 @@ def test_leaf():
     compare(leaf_config())
 
 
+def test_pooling_shifts():
+    # windows spanning 1, 2, 9 and 5 hops (Q = cdiv(W, P) pooling shifts): the forward keeps
+    # at most 4 shift accumulators, so Q = 9 and Q = 5 take 3 and 2 passes over the phases
+    mu = torch.linspace(0.2, 2.8, 16, dtype=torch.float64)
+    sigma = torch.linspace(2., 6., 16, dtype=torch.float64)
+    pw = torch.linspace(0.1, 0.5, 16, dtype=torch.float64)
+    geometry = (GroupGeometry(0, 4, 4, 4, 15, 3), GroupGeometry(4, 8, 1, 16, 61, 17),
+                GroupGeometry(8, 12, 2, 8, 31, 65), GroupGeometry(12, 16, 8, 2, 9, 9))
+    assert [-(-g.window_size // g.pool_stride) for g in geometry] == [1, 2, 9, 5]
+    for L in (37, 300):
+        compare(dict(mu=mu, sigma=sigma, pw=pw, geometry=geometry, L=L, batch=2,
+                     x_grad=True, noncontig=L > 100, desc='shifts L=%d' % L))
+
+
 def test_minimal_and_chunked(monkeypatch):
     # L = 1 (one frame, one convolution step), then a backward split into batch chunks of 1
     cfg = draw_config(3, max_cost=800)
