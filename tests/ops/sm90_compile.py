@@ -8,9 +8,10 @@ and of PCEN (``eleaf.ops.pcen``) on small CPU tensors with the *GPU* launch sett
 compiles it with ``triton.compile`` for ``GPUTarget('cuda', 90, 32)`` down to a cubin (Triton
 ships ptxas), with the signature, constexprs and ``num_warps``/``num_stages`` the launch
 would have used. Then checks that the kernel's shared memory fits an H100/H200 (227 KiB per
-block). Nothing runs: this proves that the kernels as launched compile for the GPU (the
-interpreter accepts code the compiler rejects), not that they compute the right numbers
-(the interpreter tests do that).
+block), and reports ptxas' registers per thread and spills (bytes of spill stores and of
+stack frame: registers spilled to local memory, a slow path). Nothing runs: this proves that
+the kernels as launched compile for the GPU (the interpreter accepts code the compiler
+rejects), not that they compute the right numbers (the interpreter tests do that).
 
 Must run without ``TRITON_INTERPRET`` (the test starts it in a subprocess). Prints one line
 per distinct compiled launch and exits 1 if any failed.
@@ -18,7 +19,10 @@ per distinct compiled launch and exits 1 if any failed.
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -40,6 +44,39 @@ MAX_SHARED = 232448
 _TYPES = {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16',
           torch.float64: 'fp64', torch.int32: 'i32', torch.int64: 'i64', torch.bool: 'i1',
           torch.uint8: 'u8', torch.int8: 'i8', torch.int16: 'i16'}
+
+
+def ptxas_usage(ptx: str) -> dict:
+    """Registers per thread, spill stores/loads and stack frame (bytes) of the kernel in
+    ``ptx``, from ``ptxas -v`` (the ptxas binaries Triton ships; the first that accepts this
+    PTX version). Empty if none does."""
+    from triton.backends.nvidia import compiler as nv
+    tools = []
+    for get in (lambda: nv.get_ptxas(90).path, lambda: triton.knobs.nvidia.ptxas.path,
+                lambda: triton.knobs.nvidia.ptxas_blackwell.path):
+        try:
+            tools.append(get())
+        except Exception:
+            pass
+    arch = re.search(r'\.target\s+(sm_\w+)', ptx)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'k.ptx')
+        with open(path, 'w') as f:
+            f.write(ptx)
+        for tool in dict.fromkeys(tools):
+            proc = subprocess.run([tool, '-v', '--gpu-name', arch.group(1) if arch else 'sm_90a',
+                                   path, '-o', os.path.join(tmp, 'k.cubin')],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                continue
+            log = proc.stdout + proc.stderr
+            regs = re.search(r'Used (\d+) registers', log)
+            spill = re.search(r'(\d+) bytes spill stores, (\d+) bytes spill loads', log)
+            stack = re.search(r'(\d+) bytes stack frame', log)
+            if regs and spill and stack:
+                return dict(registers=int(regs.group(1)), spill_stores=int(spill.group(1)),
+                            spill_loads=int(spill.group(2)), stack=int(stack.group(1)))
+    return {}
 
 
 def _int_type(v: int) -> str:
@@ -93,8 +130,8 @@ class Recorder:
             compiled = triton.compile(ASTSource(fn, signature, constexprs), target=TARGET,
                                       options=options)
             entry.update(ok=True, shared=int(compiled.metadata.shared),
-                         registers=getattr(compiled, 'n_regs', None),
-                         cubin_bytes=len(compiled.asm['cubin']))
+                         cubin_bytes=len(compiled.asm['cubin']),
+                         **ptxas_usage(compiled.asm['ptx']))
             if entry['shared'] > MAX_SHARED:
                 entry.update(ok=False, error='needs %d bytes of shared memory, sm_90 has %d'
                              % (entry['shared'], MAX_SHARED))
@@ -103,10 +140,15 @@ class Recorder:
                          traceback=traceback.format_exc())
         entry['seconds'] = round(time.perf_counter() - t0, 2)
         self.results[key] = entry
-        print('%-4s %-32s %5.1f s  %s  %s' % (
+        blocks = ' '.join('%s=%s' % (k, v) for k, v in sorted(entry['constexprs'].items())
+                          if k.startswith('BLOCK') or k in ('SHIFTS', 'PRECISION'))
+        usage = ('shared %d B, %s registers, %s B spilled' % (
+            entry['shared'], entry.get('registers', '?'), entry.get('spill_stores', '?'))
+            if entry['ok'] else entry['error'])
+        print('%-4s %-30s %5.1f s  %s %s  %s' % (
             'ok' if entry['ok'] else 'FAIL', fn.__name__, entry['seconds'],
-            ' '.join('%s=%s' % kv for kv in sorted(options.items())),
-            entry.get('error', 'shared %d B' % entry.get('shared', 0))), flush=True)
+            ' '.join('%s=%s' % kv for kv in sorted(options.items())), blocks, usage),
+            flush=True)
         return None
 
 
