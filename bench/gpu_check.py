@@ -15,7 +15,9 @@ For each frontend configuration and size it
    alternating blocks of calls with the mel baseline on the same input
    (:func:`eleaf.bench.paired_times`: a drift of the machine moves both), after warm-up, with
    CUDA events around each call; "x mel" divides the two medians;
-3. records peak memory (``torch.cuda.max_memory_allocated``) of one forward+backward.
+3. records peak memory (``torch.cuda.max_memory_allocated``) of one forward+backward;
+4. profiles the Triton train step of EfficientLeaf 8G-opt 80 and Leaf (wall, host and GPU
+   kernel time per step, the top kernels): whether a step is bound by host work or kernels.
 
 Writes ``gpu_<device>_<date>.json`` and ``.md`` (device, versions, date, all figures) to
 ``--out`` (default: bench/results, and $OUT when set). Needs a CUDA device, except with
@@ -287,6 +289,74 @@ def filterbank_checks(fast, sizes, select=lambda name: True):
     return rows
 
 
+#: section 'profile': frontends whose Triton train step is profiled, at the first size
+PROFILE_CONFIGS = ('EfficientLeaf 8G-opt 80 + LogTBN', 'Leaf + PCEN')
+
+
+def profile_checks(fast, size, select=lambda name: True, steps=20, top=12):
+    """Where a train step's time goes, per frontend on 'triton' at ``size``: wall time per
+    step of ``steps`` back-to-back steps (one synchronisation at the end), the host's time to
+    issue them (the loop before that synchronisation), and, from ``torch.profiler``, the
+    device time of every GPU kernel per step (on CPU: torch ops by self CPU time). Device
+    time well below the wall time means the step is bound by host work, not by kernels."""
+    import time
+    from torch.profiler import ProfilerActivity, profile
+    rows = []
+    if 'triton' not in fast:
+        return rows
+    batch, seconds = size
+    x = loudness_normalised(batch, seconds)
+    sync = torch.cuda.synchronize if DEVICE == 'cuda' else (lambda: None)
+    if SMOKE:
+        steps = 2
+    for name in PROFILE_CONFIGS:
+        if not select(name):
+            continue
+        try:
+            step = make_step(CONFIGS[name]('triton').to(DEVICE), x, 'train')
+            for _ in range(0 if SMOKE else 3):
+                step()
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            t1 = time.perf_counter()
+            sync()
+            t2 = time.perf_counter()
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == 'cuda' else [])
+            with profile(activities=acts) as prof:
+                for _ in range(steps):
+                    step()
+                sync()
+            per = {}
+            if DEVICE == 'cuda':
+                for e in prof.events():
+                    if e.device_type == torch.autograd.DeviceType.CUDA:
+                        calls, us = per.get(e.name, (0, 0.))
+                        per[e.name] = (calls + 1, us + e.time_range.elapsed_us())
+            else:
+                for e in prof.key_averages():
+                    per[e.key] = (e.count, e.self_cpu_time_total)
+            kernels = sorted(((k, c / steps, us / steps) for k, (c, us) in per.items()),
+                             key=lambda r: -r[2])
+            row = dict(frontend=name, backend='triton', batch=batch, seconds=seconds,
+                       steps=steps, wall_ms=1e3 * (t2 - t0) / steps,
+                       host_ms=1e3 * (t1 - t0) / steps,
+                       device_ms=(sum(r[2] for r in kernels) / 1e3
+                                  if DEVICE == 'cuda' and kernels else None),
+                       timed='GPU kernels' if DEVICE == 'cuda' else 'torch ops, self CPU time',
+                       top=[dict(name=k[:120], calls=c, us=us) for k, c, us in kernels[:top]])
+            rows.append(row)
+            print('profile %-34s %3dx%2gs  wall %.3f ms/step  host %.3f ms  device %s ms' % (
+                name, batch, seconds, row['wall_ms'], row['host_ms'],
+                '%.3f' % row['device_ms'] if row['device_ms'] is not None else '-'))
+        except Exception as exc:
+            traceback.print_exc()
+            rows.append(dict(frontend=name, backend='triton', batch=batch, seconds=seconds,
+                             error='%s: %s' % (type(exc).__name__, exc)))
+    return rows
+
+
 def main(argv=None):
     global DEVICE, SMOKE
     parser = argparse.ArgumentParser()
@@ -297,7 +367,7 @@ def main(argv=None):
     parser.add_argument('--tf32', action='store_true',
                         help='TF32 matmuls/convolutions everywhere (timings); parity is always '
                              'against the reference in full fp32')
-    parser.add_argument('--only', default='ops,filterbank,frontends',
+    parser.add_argument('--only', default='ops,filterbank,profile,frontends',
                         help='which sections to run (default: %(default)s)')
     parser.add_argument('--smoke', action='store_true',
                         help='no GPU: CPU tensors, tiny sizes, Triton in its interpreter (a test '
@@ -346,6 +416,9 @@ def main(argv=None):
     if 'filterbank' in sections:
         meta['filterbank'] = filterbank_checks(fast, sizes, select)
         write(meta, results, args.out)
+    if 'profile' in sections:
+        meta['profile'] = profile_checks(fast, sizes[0], select)
+        write(meta, results, args.out)
     if 'frontends' not in sections:
         sizes = []
     configs = {k: v for k, v in CONFIGS.items() if select(k)}
@@ -388,7 +461,8 @@ def main(argv=None):
                 if DEVICE == 'cuda':
                     torch.cuda.empty_cache()
         write(meta, results, args.out)  # after every size: a cut-off run keeps its figures
-    failed = [r for r in results + meta.get('filterbank', []) if 'error' in r]
+    failed = [r for r in results + meta.get('filterbank', []) + meta.get('profile', [])
+              if 'error' in r]
     return 1 if failed else 0
 
 
@@ -483,6 +557,19 @@ def write(meta, results, out_dir):
             lines.append('| %s | %d × %g | %.3f | %.3f | %.1f | %s → %s |' % (
                 r['frontend'], r['batch'], r['seconds'], r['ref_ms'], r['fast_ms'], r['speedup'],
                 mib(r['ref_peak']), mib(r['fast_peak'])))
+    for r in meta.get('profile') or []:
+        if 'error' in r:
+            lines += ['', '## Profile of %s (triton): error: %s' % (r['frontend'], r['error'])]
+            continue
+        lines += ['', '## Profile of a train step: %s (triton), %d × %g s' % (
+            r['frontend'], r['batch'], r['seconds']), '',
+            'Per step, %d back-to-back steps: wall %.3f ms, host issuing them %.3f ms, GPU '
+            'kernels %s ms (torch.profiler). Top %s per step:' % (
+                r['steps'], r['wall_ms'], r['host_ms'],
+                '%.3f' % r['device_ms'] if r['device_ms'] is not None else '-', r['timed']),
+            '', '| name | calls | µs |', '|---|---|---|']
+        lines += ['| `%s` | %g | %.1f |' % (k['name'].replace('|', '/'), k['calls'], k['us'])
+                  for k in r['top']]
     with open(base + '.md', 'w') as f:
         f.write('\n'.join(lines) + '\n')
     print('\n'.join(lines))

@@ -10,7 +10,8 @@
 #    its error paths, the Triton PCEN, the Triton filterbank on a few configurations), each
 #    stage under a time limit;
 # 3. runs bench/gpu_check.py --tf32 (parity against the fp32 and float64 references, timings
-#    paired with the mel baseline, peak memory; 256 x 1 s unless GPU_CHECK_ARGS says more),
+#    paired with the mel baseline, peak memory, a profile of the Triton train steps of 8G-opt
+#    80 and Leaf: host- or kernel-bound; 256 x 1 s unless GPU_CHECK_ARGS says more),
 #    writing bench/results/gpu_<device>_<date>.{json,md}.
 # Logs and results go to $OUT (default /tmp/eleaf_gpu) as well. Each stage's exit code is
 # printed in the summary at the end; a failed stage does not stop the later ones.

@@ -49,6 +49,11 @@ def test_smoke_run_writes_results(tmp_path):
     if 'triton' in fast:
         (fb,) = data['meta']['filterbank']
         assert fb['frontend'] == 'EfficientLeaf 8G-opt 80' and fb['fast_ms'] > 0
+        (prof,) = data['meta']['profile']  # on CPU: torch ops by self CPU time
+        assert prof['frontend'] == 'EfficientLeaf 8G-opt 80 + LogTBN' and prof['steps'] == 2
+        assert prof['wall_ms'] >= prof['host_ms'] > 0 and prof['device_ms'] is None
+        assert prof['top'] and all(k['us'] >= 0 and k['calls'] > 0 for k in prof['top'])
+        assert any('gabor' in k['name'].lower() for k in prof['top']), prof['top']
 
 
 @pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='a CUDA device is present')
