@@ -232,8 +232,9 @@ def main():
         print('\n%s %s\n%s' % (r['kernel'], r['options'], r.get('traceback', r['error'])))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(triton=triton.__version__, torch=torch.__version__,
-                           target='cuda sm_90', results=results), f, indent=1)
+            json.dump(dict(triton=triton.__version__, triton_path=triton.__file__,
+                           torch=torch.__version__, target='cuda sm_90', results=results),
+                      f, indent=1)
     return 1 if failed else 0
 
 

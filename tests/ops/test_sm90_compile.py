@@ -2,7 +2,8 @@
 settings, and fits its shared memory: ``tests/ops/sm90_compile.py`` in a subprocess without
 ``TRITON_INTERPRET`` (about a minute on 2 cores; float16/bfloat16 too with
 ``ELEAF_SLOW_TESTS=1``). No GPU needed: Triton compiles to a cubin with its own ptxas.
-The TF32 launches (the timed fast path) must not spill registers: on 2026-12-03 the LEAF
+``ELEAF_EXTRA_TRITON=DIR`` compiles with another Triton installation too (the GPU machine's
+3.6). The TF32 launches (the timed fast path) must not spill registers: on 2026-12-03 the LEAF
 forward spilled 5.7 KB per thread (Triton 3.9; 2.8 KB under the GPU machine's 3.6)."""
 import json
 import os
@@ -21,15 +22,28 @@ KERNELS = {'_gabor_fwd_kernel', '_gabor_bwd_rows_kernel', '_gabor_bwd_window_ker
            '_pcen_bwd_kernel'}
 
 
-def test_every_launch_compiles_for_sm90(tmp_path):
+#: more Triton installations to compile with, e.g. the GPU machine's 3.6:
+#: ``pip install --target DIR triton==3.6.0 "numpy<2.3"``, then ``ELEAF_EXTRA_TRITON=DIR``
+#: (several separated by ``os.pathsep``); each goes first on the subprocess' PYTHONPATH
+EXTRA_TRITON = [d for d in os.environ.get('ELEAF_EXTRA_TRITON', '').split(os.pathsep) if d]
+
+
+@pytest.mark.parametrize('triton_dir', [None] + EXTRA_TRITON)
+def test_every_launch_compiles_for_sm90(tmp_path, triton_dir):
     env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
     env['TRITON_CACHE_DIR'] = str(tmp_path / 'triton-cache')  # compile, never reuse a binary
+    if triton_dir:
+        env['PYTHONPATH'] = os.pathsep.join([triton_dir] + [
+            p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
     args = [sys.executable, '-m', 'tests.ops.sm90_compile', '--json', str(tmp_path / 'r.json')]
     if not os.environ.get('ELEAF_SLOW_TESTS'):
         args.append('--quick')
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-4000:]
-    results = json.load(open(tmp_path / 'r.json'))['results']
+    report = json.load(open(tmp_path / 'r.json'))
+    if triton_dir:  # compiled by that installation, not by the environment's own Triton
+        assert os.path.realpath(report['triton_path']).startswith(os.path.realpath(triton_dir))
+    results = report['results']
     assert {r['kernel'] for r in results} == KERNELS
     assert all(r['ok'] and r['cubin_bytes'] > 0 for r in results)
     # ptxas reported every launch's resources; no TF32 launch spills
