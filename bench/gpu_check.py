@@ -32,6 +32,7 @@ import platform
 import shutil
 import statistics
 import sys
+import time
 import traceback
 
 import torch
@@ -299,7 +300,6 @@ def profile_checks(fast, size, select=lambda name: True, steps=20, top=12):
     issue them (the loop before that synchronisation), and, from ``torch.profiler``, the
     device time of every GPU kernel per step (on CPU: torch ops by self CPU time). Device
     time well below the wall time means the step is bound by host work, not by kernels."""
-    import time
     from torch.profiler import ProfilerActivity, profile
     rows = []
     if 'triton' not in fast:
