@@ -48,7 +48,7 @@ def _list(data_path: str) -> int:
 
 def _prepare(name: str, data_path: str, download: bool, progress: bool) -> int:
     from ..datasets import prepare, registry
-    from ..train.data import DataError
+    from ..datasets.errors import DataError
     name = registry.canonical(name)
     print(prepare.steps(name, data_path))
     print()
@@ -71,7 +71,7 @@ def _prepare(name: str, data_path: str, download: bool, progress: bool) -> int:
 
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
-    from ..train.data import DataError
+    from ..datasets.errors import DataError
     try:
         if args.command == 'list':
             return _list(args.data_path)

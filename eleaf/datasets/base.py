@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import Dataset
 
-from ..train.data import DataError
+from .errors import DataError
 from .audio import AudioError, load_audio
 from .splits import SPLITS
 

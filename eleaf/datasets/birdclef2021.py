@@ -16,7 +16,7 @@ recording; training crops are taken by ``eleaf train``.
 import csv
 import os
 
-from ..train.data import DataError
+from .errors import DataError
 from .base import Collection, Record, make_splits, require, split_records
 from .splits import split_groups
 

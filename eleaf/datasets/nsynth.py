@@ -15,7 +15,7 @@ Items follow the order of ``examples.json``.
 import json
 import os
 
-from ..train.data import DataError
+from .errors import DataError
 from .base import Collection, Record, make_splits, require
 
 #: instrument families in label order (NSynth's ``instrument_family`` numbers)

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from ..train.data import DataError
+from .errors import DataError
 from . import birdclef2021, crema_d, nsynth, registry, speechcommands, voxforge
 from .audio import AudioError, check_audio
 from .splits import SPLITS

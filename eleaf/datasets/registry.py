@@ -16,7 +16,7 @@ from functools import partial
 from types import ModuleType
 from typing import Callable, Dict
 
-from ..train.data import DataError
+from .errors import DataError
 from . import birdclef2021, crema_d, nsynth, speechcommands, voxforge
 from .base import Collection
 

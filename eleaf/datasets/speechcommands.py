@@ -14,7 +14,7 @@ every other ``<word>/*_nohash_*.wav``, sorted. Labels: the index of the word in
 """
 import glob
 import os
-from ..train.data import DataError
+from .errors import DataError
 from .base import Collection, Record, make_splits, require
 
 NAME = 'SPEECHCOMMANDS'

@@ -22,7 +22,7 @@ Recordings: the ``.wav`` and ``.flac`` files below each session directory, at an
 import os
 from typing import List, NamedTuple
 
-from ..train.data import DataError
+from .errors import DataError
 from .base import Collection, Record, make_splits, missing, require, split_records
 from .splits import split_groups
 

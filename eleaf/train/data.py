@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
+from ..datasets.errors import DataError  # re-exported: defined in the data layer
+
 __all__ = ['SYNTHETIC_CLASSES', 'PAPER_DATASETS', 'SyntheticDataset', 'TrainCrops',
            'EvalWindows', 'split_windows', 'align_sample', 'loudness_normalization',
            'collate_train', 'collate_eval', 'first_windows', 'EpochSampler', 'ShardSampler',
@@ -37,10 +39,6 @@ SPLIT_SEEDS = {'train': 1, 'val': 2, 'test': 3}
 _FORMANTS = {'vowel-a': ((730, 90), (1090, 110), (2440, 170)),
              'vowel-i': ((270, 60), (2290, 200), (3010, 250)),
              'vowel-u': ((300, 60), (870, 90), (2240, 170))}
-
-
-class DataError(ValueError):
-    """A data set option that cannot work (unknown name, missing directory, ...)."""
 
 
 def _harmonics(rng, t, f0, envelope):
