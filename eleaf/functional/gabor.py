@@ -7,13 +7,14 @@ original EfficientLEAF code so that float32 results match it bit for bit on the 
 Letters: B batch, F filters, L input samples, N convolution steps, T output frames,
 K Gabor taps, W pooling taps.
 """
-from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .geometry import (GroupGeometry, group_geometry, group_pool_widths, group_splits,
+                       group_stride, possible_strides)
 from .pooling import gauss_windows, gaussian_pool_ref
 
 __all__ = ['mel_filter_params', 'gabor_filters', 'gabor_kernel', 'gabor_taps_padded',
@@ -93,95 +94,6 @@ def gabor_taps_padded(size: int, center_freqs: torch.Tensor,
     gaussian = torch.exp(torch.outer(1. / (2. * sigmas**2), -t**2))
     phase = torch.outer(center_freqs, t)
     return denominator * torch.cos(phase) * gaussian, denominator * torch.sin(phase) * gaussian
-
-
-@dataclass(frozen=True)
-class GroupGeometry:
-    """Static geometry of one filter group of the grouped filterbank (SPEC §5).
-
-    Attributes:
-        start, stop: the group holds filters ``start ... stop - 1``.
-        conv_stride: stride s of the Gabor convolution, in samples.
-        pool_stride: stride P of the Gaussian pooling, in convolution steps (s * P = hop).
-        kernel_size: K, odd number of Gabor taps.
-        window_size: W, odd number of pooling taps.
-    """
-    start: int
-    stop: int
-    conv_stride: int
-    pool_stride: int
-    kernel_size: int
-    window_size: int
-
-    @property
-    def num_filters(self) -> int:
-        return self.stop - self.start
-
-
-def group_splits(n_filters: int, num_groups: int) -> List[int]:
-    """Filter index boundaries ``g * F // G`` for g = 0 ... G (SPEC §5)."""
-    return [int(v) for v in np.arange(num_groups + 1) * n_filters // num_groups]
-
-
-def possible_strides(pool_stride: int) -> List[int]:
-    """All divisors of ``pool_stride``, ascending: the admissible convolution strides."""
-    return [i for i in range(1, pool_stride + 1) if pool_stride % i == 0]
-
-
-def group_stride(max_center_freq: float, pool_stride: int,
-                 stride_factor: float) -> Tuple[int, int]:
-    """Convolution and pooling stride of a group (SPEC §5).
-
-    Args:
-        max_center_freq (float): largest clamped centre frequency of the group, rad/sample.
-        pool_stride (int): the frontend hop in samples.
-        stride_factor (float): multiplies the Nyquist-limited stride.
-    Returns:
-        (s, P): the largest divisor s of ``pool_stride`` not above
-        ``max(1, pi / max_center_freq * stride_factor)``, and ``P = pool_stride // s``.
-        For ``max_center_freq == 0`` (where the original divides by zero) s = pool_stride.
-    """
-    strides = possible_strides(pool_stride)
-    if max_center_freq == 0:
-        stride = strides[-1]
-    else:
-        stride = max(1, np.pi / max_center_freq * stride_factor)
-        stride = strides[np.searchsorted(strides, stride, side='right') - 1]
-    return stride, pool_stride // stride
-
-
-def group_geometry(center_freqs: torch.Tensor, bandwidths: torch.Tensor, num_groups: int,
-                   pool_size: int, pool_stride: int, conv_win_factor: float,
-                   stride_factor: float) -> Tuple[GroupGeometry, ...]:
-    """Per-group strides and sizes from (clamped) parameters (SPEC §5).
-
-    One host synchronisation in total: the per-group maxima are gathered on the device and
-    copied once. Kernel sizes are computed in the parameters' dtype and truncated, as the
-    original does (``int(max(sigma) * conv_win_factor)``), then made odd.
-    """
-    n_filters = center_freqs.shape[0]
-    splits = group_splits(n_filters, num_groups)
-    with torch.no_grad():
-        mu_max = torch.stack([center_freqs[a:b].max() for a, b in zip(splits[:-1], splits[1:])])
-        sigma_max = torch.stack([bandwidths[a:b].max() for a, b in zip(splits[:-1], splits[1:])])
-        sizes = (sigma_max * conv_win_factor).cpu()
-        mu_max = mu_max.cpu()
-    groups = []
-    for g, (a, b) in enumerate(zip(splits[:-1], splits[1:])):
-        conv_stride, pstride = group_stride(mu_max[g].item(), pool_stride, stride_factor)
-        kernel_size = int(sizes[g])
-        kernel_size += 1 - kernel_size % 2
-        window_size = int(pool_size / conv_stride + .5)
-        window_size += 1 - window_size % 2
-        groups.append(GroupGeometry(a, b, conv_stride, pstride, kernel_size, window_size))
-    return tuple(groups)
-
-
-def group_pool_widths(pooling_widths: torch.Tensor, geom: GroupGeometry,
-                      pool_size: int) -> torch.Tensor:
-    """Pooling widths of a group rescaled to its window: ``p / s * pool_size / W`` (SPEC §5)."""
-    return (pooling_widths[geom.start:geom.stop] / geom.conv_stride
-            * pool_size / geom.window_size)
 
 
 def grouped_gabor_filterbank_ref(x: torch.Tensor, center_freqs: torch.Tensor,
