@@ -184,100 +184,264 @@ def _read_json(path: str):
         return None
 
 
-def _pid_alive(pid) -> bool:
+#: an empty or unparsable lock older than this many seconds is judged stale: this runner
+#: writes a lock's content before the lock appears, so only a crash of an older runner, a
+#: full disk or a hand-made file leaves one
+GARBAGE_LOCK_GRACE_S = 60.0
+
+
+def _boot_id():
+    """This boot's id (Linux), or None."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_start(pid):
+    """The start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), or None
+    where it cannot be read. With the pid it identifies a process, so a pid reused by a
+    later process is told apart."""
+    try:
+        with open('/proc/%d/stat' % int(pid), 'rb') as f:
+            stat = f.read()
+        # the command name (field 2) is in parentheses and may hold spaces or parentheses
+        return int(stat[stat.rindex(b')') + 2:].split()[19])
+    except (OSError, ValueError, IndexError, TypeError, OverflowError):
+        return None
+
+
+def _pid_alive(pid, start=None) -> bool:
+    """Whether process ``pid`` exists and, if ``start`` (its recorded :func:`_pid_start`)
+    is given and the current one can be read, is the same process (not a reused pid)."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, ValueError, TypeError, OverflowError):
-        return True  # another user's process, or not a pid we can judge: assume alive
-    return True
+    except PermissionError:  # another user's process
+        return _same_process(pid, start)
+    except (ValueError, TypeError, OverflowError):  # not a pid we can judge: assume alive
+        return True
+    return _same_process(pid, start)
+
+
+def _same_process(pid, start) -> bool:
+    if start is None:
+        return True
+    current = _pid_start(pid)
+    return current is None or current == start
+
+
+def _process_info(pid=None):
+    """host, pid and what tells this process apart from a later one with the same pid."""
+    pid = os.getpid() if pid is None else pid
+    info = {'host': socket.gethostname(), 'pid': pid}
+    start, boot = _pid_start(pid), _boot_id()
+    if start is not None and boot is not None:
+        info.update(pid_start=start, boot_id=boot)
+    return info
 
 
 def read_lock(path: str):
-    """The lock's content (dict), {} while it is being written or unreadable, or None when
-    there is no lock."""
-    if not os.path.exists(path):
+    """The lock's content (dict); {} when it is empty, unreadable or not a lock (see
+    :func:`lock_is_stale`); None when there is no lock."""
+    if not os.path.lexists(path):
         return None
     info = _read_json(path)
-    return info if isinstance(info, dict) else {}
+    return info if _is_lock_content(info) else {}
 
 
-def lock_is_stale(info) -> bool:
-    """True for a lock of this host whose runner (and training process, if recorded) is no
-    longer alive; locks of other hosts are never judged stale."""
-    if not info or info.get('host') != socket.gethostname() or 'pid' not in info:
-        return False
-    pids = [info['pid']] + ([info['child_pid']] if info.get('child_pid') else [])
-    return not any(_pid_alive(p) for p in pids)
+def _is_lock_content(info) -> bool:
+    return (isinstance(info, dict) and isinstance(info.get('host'), str)
+            and isinstance(info.get('pid'), int) and not isinstance(info.get('pid'), bool))
 
 
-def describe_lock(info) -> str:
+def _lock_age(path: str):
+    try:
+        return max(0.0, datetime.datetime.now().timestamp() - os.lstat(path).st_mtime)
+    except OSError:
+        return None
+
+
+def lock_is_stale(info, path: str = None) -> bool:
+    """True for
+
+    - a lock of this host whose runner and training process (if recorded) are both gone;
+      a pid that is alive again but with another start time (a reused pid) or a lock from
+      before the last reboot counts as gone;
+    - an empty, unreadable or garbled lock (``info == {}``) whose file ``path`` is older
+      than :data:`GARBAGE_LOCK_GRACE_S` (it holds no runner that could still be alive).
+
+    Well-formed locks of other hosts are never judged stale."""
     if not info:
+        age = _lock_age(path) if path and info is not None else None
+        return age is not None and age > GARBAGE_LOCK_GRACE_S
+    if info.get('host') != socket.gethostname():
+        return False
+    boot = info.get('boot_id')
+    if boot is not None and _boot_id() is not None and boot != _boot_id():
+        return True
+    pids = [(info['pid'], info.get('pid_start'))]
+    if info.get('child_pid'):
+        pids.append((info['child_pid'], info.get('child_start')))
+    return not any(_pid_alive(p, s) for p, s in pids)
+
+
+def describe_lock(info, path: str = None) -> str:
+    if not info:
+        age = _lock_age(path) if path and info is not None else None
+        if age is None:
+            return 'empty or unreadable lock'
+        if age > GARBAGE_LOCK_GRACE_S:
+            return ('empty or unreadable lock, %.0f s old; stale: no runner left a lock like '
+                    'this' % age)
         return 'lock being written'
     text = 'host %s, pid %s, since %s' % (info.get('host'), info.get('pid'),
                                           info.get('started'))
-    return text + ('; stale: that process is gone' if lock_is_stale(info) else '')
+    return text + ('; stale: that process is gone' if lock_is_stale(info, path) else '')
 
 
 def _write_lock_content(fd, info):
     data = json.dumps(info).encode()
-    os.write(fd, data)
+    while data:
+        data = data[os.write(fd, data):]
     os.fsync(fd)
 
 
+def _write_private(path: str, info: dict) -> str:
+    """Write ``info`` to a private file next to ``path`` and return its name; on failure
+    (a full disk) nothing is left behind and the OSError is raised."""
+    tmp = '%s.%s.%d.tmp' % (path, socket.gethostname(), os.getpid())
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
+    try:
+        try:
+            _write_lock_content(fd, info)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: str):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class LockError(OSError):
+    """The lock could not be created (a full disk, no permission)."""
+
+
 def acquire_lock(path: str, steal_stale: bool = False):
-    """Create the lockfile ``path`` atomically (``O_CREAT | O_EXCL``) holding this host,
-    pid and start time; returns the lock's content, or None when another runner holds it.
-    ``steal_stale``: first remove a lock that :func:`lock_is_stale` judges stale."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Create the lockfile ``path`` atomically holding this host, pid (with its start time
+    and boot id, to tell a reused pid apart) and start time; returns the lock's content, or
+    None when another runner holds it. The content is written to a private file first,
+    which is then hard-linked to ``path`` (atomic, and fails when ``path`` exists, also on
+    NFS), so a lock is never seen empty and a failed write (a full disk) leaves no lock:
+    :class:`LockError` says why. Where hard links are not supported, ``O_CREAT | O_EXCL``
+    is used. ``steal_stale``: first remove a lock that :func:`lock_is_stale` judges stale."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError as exc:
+        raise LockError('cannot create the lock %s: %s' % (path, exc)) from exc
     if steal_stale:
         _remove_stale(path)
-    info = {'host': socket.gethostname(), 'pid': os.getpid(),
-            'started': datetime.datetime.now().isoformat(timespec='seconds')}
+    info = dict(_process_info(),
+                started=datetime.datetime.now().isoformat(timespec='seconds'))
+    try:
+        tmp = _write_private(path, info)
+    except OSError as exc:
+        raise LockError('cannot create the lock %s: %s' % (path, exc)) from exc
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return None
+    except OSError:  # no hard links here (some FUSE/SMB mounts): create it in place
+        return _acquire_excl(path, info)
+    finally:
+        _unlink_quietly(tmp)
+    return info
+
+
+def _acquire_excl(path: str, info: dict):
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return None
+    except OSError as exc:
+        raise LockError('cannot create the lock %s: %s' % (path, exc)) from exc
     try:
-        _write_lock_content(fd, info)
-    finally:
-        os.close(fd)
+        try:
+            _write_lock_content(fd, info)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        _unlink_quietly(path)
+        raise LockError('cannot create the lock %s: %s' % (path, exc)) from exc
     return info
+
+
+def _identity(path: str):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _remove_stale(path: str):
     """Remove ``path`` if it is a stale lock. The lock is first renamed to a private name
-    and checked again, so a fresh lock that another runner created meanwhile is put back
-    instead of removed."""
+    and checked again (same file, same content), so a fresh lock that another runner
+    created meanwhile is put back instead of removed."""
+    identity = _identity(path)
     info = read_lock(path)
-    if not lock_is_stale(info):
+    if identity is None or not lock_is_stale(info, path):
         return
+    described = describe_lock(info, path)
     aside = '%s.stale.%s.%d' % (path, socket.gethostname(), os.getpid())
     try:
         os.rename(path, aside)
     except FileNotFoundError:
         return
-    if _read_json(aside) != info:  # not the lock we judged: give it back
+    except OSError as exc:
+        print('cannot remove the stale lock %s (%s): %s' % (path, described, exc), flush=True)
+        return
+    if _identity(aside) != identity or (info and read_lock(aside) != info):
+        # not the lock we judged: give it back
         try:
             os.link(aside, path)
-        except FileExistsError:
+        except FileExistsError:  # a newer lock is there already
             pass
-        os.unlink(aside)
+        except OSError:  # no hard links here: put it back unless a newer lock is there
+            if not os.path.lexists(path):
+                os.replace(aside, path)
+                return
+        _unlink_quietly(aside)
         return
-    os.unlink(aside)
-    print('removed the stale lock %s (%s)' % (path, describe_lock(info)), flush=True)
+    _unlink_quietly(aside)
+    print('removed the stale lock %s (%s)' % (path, described), flush=True)
 
 
-def update_lock(path: str, info: dict):
-    """Rewrite our lock atomically with ``info`` (e.g. the training process's pid)."""
-    tmp = '%s.%d.tmp' % (path, os.getpid())
-    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
+def update_lock(path: str, info: dict) -> bool:
+    """Rewrite our lock atomically with ``info`` (e.g. the training process's pid). Where
+    that fails (a full disk) the lock keeps its content, nothing else is left behind, and a
+    warning says so; returns whether it was rewritten."""
     try:
-        _write_lock_content(fd, info)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        tmp = _write_private(path, info)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            _unlink_quietly(tmp)
+            raise
+    except OSError as exc:
+        print('warning: cannot update the lock %s (%s); it keeps naming only the runner'
+              % (path, exc), flush=True)
+        return False
+    return True
 
 
 def release_lock(path: str, info: dict):
@@ -292,9 +456,10 @@ def state(output_dir: str, run: Run):
     """('finished' | 'running' | 'pending', detail): detail describes the lock."""
     if os.path.exists(result_path(output_dir, run)):
         return 'finished', ''
-    info = read_lock(lock_path(output_dir, run))
+    path = lock_path(output_dir, run)
+    info = read_lock(path)
     if info is not None:
-        return 'running', describe_lock(info)
+        return 'running', describe_lock(info, path)
     return 'pending', ''
 
 
@@ -334,7 +499,10 @@ def run_one(run: Run, cmd, output_dir: str, steal_stale: bool = False) -> str:
     if os.path.exists(result_path(output_dir, run)):
         return 'finished'
     path = lock_path(output_dir, run)
-    info = acquire_lock(path, steal_stale)
+    try:
+        info = acquire_lock(path, steal_stale)
+    except LockError as exc:
+        return 'failed (%s)' % exc
     if info is None:
         return 'running'
     try:
@@ -346,7 +514,10 @@ def run_one(run: Run, cmd, output_dir: str, steal_stale: bool = False) -> str:
             proc = subprocess.Popen(cmd, env=_child_env(), start_new_session=True)
         except OSError as exc:
             return 'failed (cannot start %s: %s)' % (cmd[0], exc)
+        child = _process_info(proc.pid)
         info = dict(info, child_pid=proc.pid)
+        if 'pid_start' in child:
+            info['child_start'] = child['pid_start']
         update_lock(path, info)
         rc = _wait(proc)
         if run.kind == 'bench':
@@ -379,7 +550,8 @@ def run_all(runs, output_dir: str, device: str, data_path: str = '', extra=(),
                   flush=True)
             return 130
         if outcome == 'running':
-            outcome = 'running (%s)' % describe_lock(read_lock(lock_path(output_dir, run)))
+            path = lock_path(output_dir, run)
+            outcome = 'running (%s)' % describe_lock(read_lock(path), path)
         print('=== %s: %s' % (run.name, outcome), flush=True)
         counts[outcome.split(' ')[0]] += 1
         if outcome.startswith('failed'):

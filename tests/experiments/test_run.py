@@ -246,6 +246,146 @@ def test_stale_lock_is_stolen_only_with_the_flag(tmp_path, fake):
     assert os.listdir(os.path.dirname(lock)) == ['results.json']
 
 
+def _age(path, seconds):
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+@pytest.mark.parametrize('content', [b'', b'{"host": "x', b'\xff\xfe garbage', b'[1, 2]',
+                                     b'{"host": "elsewhere"}', b'{"pid": "12"}'])
+def test_empty_and_garbage_locks_are_stale_once_old(tmp_path, fake, content):
+    out = tmp_path / 'out'
+    name = SPEECH_LEAF + '_r1'
+    args = ['--device', 'cpu', '--output-dir', str(out), '--only', name]
+    lock = _write_lock(out, name, {})
+    with open(lock, 'wb') as f:
+        f.write(content)
+    # fresh: possibly a lock being written by an older runner, left alone
+    assert run.state(str(out), _by_name(name)) == ('running', 'lock being written')
+    assert run.main(args + ['--steal-stale-locks']) == 0 and fake() == []
+    assert open(lock, 'rb').read() == content
+    _age(lock, run.GARBAGE_LOCK_GRACE_S + 5)
+    st, detail = run.state(str(out), _by_name(name))
+    assert st == 'running' and detail.startswith('empty or unreadable lock, ') \
+        and detail.endswith('stale: no runner left a lock like this'), detail
+    assert run.main(args) == 0 and fake() == []  # only with the flag
+    assert open(lock, 'rb').read() == content
+    assert run.main(args + ['--steal-stale-locks']) == 0
+    assert _named(fake()) == [name]
+    assert os.listdir(os.path.dirname(lock)) == ['results.json']
+
+
+def test_unreadable_lock_is_stale_once_old(tmp_path, fake, monkeypatch):
+    out = tmp_path / 'out'
+    name = SPEECH_LEAF + '_r1'
+    lock = _write_lock(out, name, {'host': socket.gethostname(), 'pid': os.getpid(),
+                                   'note': 'unreadable'})
+    real_open = open
+
+    def no_permission(path, *args, **kwargs):  # as chmod 0 would for a non-root user
+        with real_open(path, 'rb') as f:
+            if b'unreadable' in f.read():
+                raise PermissionError(13, 'Permission denied', path)
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(run, 'open', no_permission, raising=False)
+    assert run.read_lock(lock) == {} and not run.lock_is_stale({}, lock)
+    _age(lock, run.GARBAGE_LOCK_GRACE_S + 5)
+    assert run.lock_is_stale({}, lock)
+    assert run.main(['--device', 'cpu', '--output-dir', str(out), '--only', name,
+                     '--steal-stale-locks']) == 0
+    assert _named(fake()) == [name] and not os.path.exists(lock)
+
+
+def test_reused_pid_is_judged_stale(tmp_path, fake):
+    """A lock whose pid is alive but belongs to a later process (another start time), or
+    that was written before the last reboot, is stale; the same process is not."""
+    if run._pid_start(os.getpid()) is None or run._boot_id() is None:
+        pytest.skip('needs Linux /proc')
+    out = tmp_path / 'out'
+    name = SPEECH_LEAF + '_r1'
+    args = ['--device', 'cpu', '--output-dir', str(out), '--only', name]
+    me = run._process_info()
+    assert me['pid'] == os.getpid() and me['pid_start'] == run._pid_start(os.getpid())
+    lock = _write_lock(out, name, dict(me, started='x'))
+    assert run.main(args + ['--steal-stale-locks']) == 0 and fake() == []  # really alive
+    assert not run.lock_is_stale(run.read_lock(lock))
+    for info in (dict(me, pid_start=me['pid_start'] - 1),   # this pid, another process
+                 dict(me, boot_id='0000-before-reboot'),     # written before a reboot
+                 dict(me, pid=_dead_pid(), child_pid=os.getpid(),
+                      child_start=me['pid_start'] + 7)):   # both gone, child pid reused
+        _write_lock(out, name, info)
+        assert run.state(str(out), _by_name(name))[1].endswith('stale: that process is gone')
+    _write_lock(out, name, dict(me, pid=_dead_pid(), child_pid=os.getpid(),
+                                child_start=me['pid_start']))  # the child lives on
+    assert not run.lock_is_stale(run.read_lock(lock))
+    _write_lock(out, name, dict(me, pid_start=me['pid_start'] + 1))
+    assert run.main(args + ['--steal-stale-locks']) == 0
+    assert _named(fake()) == [name]
+    assert os.listdir(os.path.dirname(lock)) == ['results.json']
+
+
+def test_lock_records_the_processes_start_times(tmp_path, fake, monkeypatch):
+    if run._pid_start(os.getpid()) is None:
+        pytest.skip('needs Linux /proc')
+    monkeypatch.setenv('FAKE_SLEEP', '30')
+    out = tmp_path / 'out'
+    name = SPEECH_LEAF + '_r1'
+    lock = run.lock_path(str(out), _by_name(name))
+    runner = _runner(out, '--only', name)
+    try:
+        deadline = time.time() + 30
+        while 'child_pid' not in (run.read_lock(lock) or {}):
+            assert time.time() < deadline and runner.poll() is None
+            time.sleep(0.05)
+        info = run.read_lock(lock)
+        assert info['pid'] == runner.pid
+        assert info['pid_start'] == run._pid_start(runner.pid)
+        assert info['child_start'] == run._pid_start(info['child_pid'])
+        assert info['boot_id'] == run._boot_id()
+        assert not run.lock_is_stale(info)
+    finally:
+        runner.send_signal(signal.SIGINT)
+        runner.communicate(timeout=30)
+    assert not os.path.exists(lock)
+
+
+def test_full_disk_while_taking_a_lock_leaves_no_lock(tmp_path, fake, monkeypatch, capsys):
+    out = tmp_path / 'out'
+    name = SPEECH_LEAF + '_r1'
+    real_write = os.write
+
+    def full(fd, data):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(run.os, 'write', full)
+    assert run.main(['--device', 'cpu', '--output-dir', str(out), '--only', name]) == 1
+    text = capsys.readouterr().out
+    lock = run.lock_path(str(out), _by_name(name))
+    assert 'failed (cannot create the lock %s: [Errno 28] No space left on device)' % lock \
+        in text, text
+    assert 'Traceback' not in text and fake() == []
+    assert os.listdir(os.path.dirname(lock)) == []
+    # also where hard links are not supported (the O_EXCL fallback)
+    monkeypatch.setattr(run.os, 'link', lambda a, b: (_ for _ in ()).throw(
+        OSError(1, 'Operation not permitted')))
+    monkeypatch.setattr(run, '_write_private', lambda path, info: str(tmp_path / 'nothing'))
+    with pytest.raises(run.LockError, match='No space left on device'):
+        run.acquire_lock(lock)
+    assert os.listdir(os.path.dirname(lock)) == []
+    monkeypatch.setattr(run.os, 'write', real_write)
+    assert run.acquire_lock(lock) is not None and run.read_lock(lock)['pid'] == os.getpid()
+
+
+def test_full_disk_while_updating_the_lock_keeps_it(tmp_path, monkeypatch, capsys):
+    path = str(tmp_path / 'models' / 'x' / run.LOCK_NAME)
+    info = run.acquire_lock(path)
+    monkeypatch.setattr(run.os, 'write', lambda fd, data: (_ for _ in ()).throw(
+        OSError(28, 'No space left on device')))
+    assert run.update_lock(path, dict(info, child_pid=1)) is False
+    assert 'cannot update the lock' in capsys.readouterr().out
+    assert run.read_lock(path) == info
+    assert os.listdir(os.path.dirname(path)) == [run.LOCK_NAME]
+
+
 def _grab(path, barrier, queue):
     barrier.wait()
     queue.put(run.acquire_lock(path) is not None)
