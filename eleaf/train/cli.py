@@ -605,7 +605,7 @@ def main(argv=None) -> int:
             return 0
         if args.compare_frontends:
             from .compare import compare
-            compare(args, explicit)
+            compare(args, explicit, run)
             return 0
         run(args, explicit)
     except USER_ERRORS as exc:

@@ -8,6 +8,9 @@ learnable frontends only). Written to ``OUTPUT_DIR/models/MODEL_NAME/``: ``compa
 ``filters.png`` (learned centre frequencies and bandwidths against the mel initialisation)
 and ``frontend_outputs.png`` (one test window through every frontend); the plots need
 matplotlib.
+
+This module is a library of :mod:`eleaf.train.cli` (which passes its ``run`` in) and does not
+import it; ``python -m eleaf.train.compare`` imports the CLI only when run as a script.
 """
 import copy
 import math
@@ -17,15 +20,15 @@ import sys
 import numpy as np
 import torch
 
+from ..cli.options import UsageError
 from .logs import write_json
 
-__all__ = ['compare', 'main']
+__all__ = ['compare', 'compare_argv']
 
 FRONTENDS = ('Leaf', 'EfficientLeaf', 'Mel')
 
 
 def _frontend_list(text):
-    from .cli import UsageError
     names = [n.strip() for n in text.split(',') if n.strip()]
     for n in names:
         if n not in FRONTENDS:
@@ -36,10 +39,10 @@ def _frontend_list(text):
     return names
 
 
-def compare(args, explicit=frozenset()) -> dict:
-    """Train and test every frontend of ``args.compare_frontends``; returns
-    ``{frontend: results}`` (see :func:`eleaf.train.cli.run`) and writes the plots."""
-    from .cli import UsageError, run
+def compare(args, explicit, run) -> dict:
+    """Train and test every frontend of ``args.compare_frontends`` with ``run(args,
+    explicit)`` (:func:`eleaf.train.cli.run`, which returns a run's results); returns
+    ``{frontend: results}`` and writes the plots."""
     names = _frontend_list(args.compare_frontends)
     if args.resume and args.resume != 'auto':
         raise UsageError('--compare-frontends resumes with --resume auto only (one checkpoint '
@@ -169,17 +172,20 @@ def plot_comparison(runs: dict, out_dir: str):
     return paths
 
 
-def main(argv=None) -> int:
-    """``python -m eleaf.train.compare --frontends LIST [train options]``."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+def compare_argv(argv) -> list:
+    """The ``eleaf train`` arguments of ``python -m eleaf.train.compare ARGV``: ``--frontends
+    LIST`` is ``--compare-frontends LIST``, which defaults to ``EfficientLeaf,Mel``."""
+    argv = list(argv)
     if '--frontends' in argv:
         i = argv.index('--frontends')
         argv = argv[:i] + ['--compare-frontends'] + argv[i + 1:]
     elif not any(a.startswith('--compare-frontends') for a in argv):
         argv = argv + ['--compare-frontends', 'EfficientLeaf,Mel']
-    from .cli import main as train_main
-    return train_main(argv)
+    return argv
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    # ``python -m eleaf.train.compare --frontends LIST [train options]``; as a script this
+    # module is ``__main__``, so importing the CLI here forms no import cycle
+    from eleaf.train.cli import main as _train_main
+    sys.exit(_train_main(compare_argv(sys.argv[1:])))
