@@ -198,8 +198,8 @@ def _log_choice(op, backend, device, dtype, skipped):
     if key in _LOGGED:
         return
     _LOGGED.add(key)
-    msg = 'eleaf: %s runs on %r for %s/%s' % (op, backend, device.type,
-                                              str(dtype).replace('torch.', ''))
+    msg = '%s runs on %r for %s/%s' % (op, backend, device.type,
+                                       str(dtype).replace('torch.', ''))
     if skipped:
         logger.warning('%s (faster ones cannot run: %s)', msg, '; '.join(skipped))
     else:
@@ -223,9 +223,9 @@ def _load_fast_paths():
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name != name:
-                logger.warning('eleaf: could not import %s: %s', name, exc)
+                logger.warning('could not import %s: %s', name, exc)
         except Exception as exc:
-            logger.warning('eleaf: could not import %s: %s', name, exc)
+            logger.warning('could not import %s: %s', name, exc)
 
 
 def backends() -> Dict[str, dict]:
