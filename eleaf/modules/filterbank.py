@@ -13,6 +13,8 @@ import torch.nn as nn
 
 from ..functional.gabor import (GroupGeometry, gabor_filterbank_ref, group_geometry,
                                 group_stride, mel_filter_params, possible_strides)
+from ..functional.geometry import (geometry_caps, group_geometry_tensor,
+                                   scaled_pool_widths_tensor)
 from ..ops import check_backend_name, select_impl
 
 __all__ = ['GaborFilterbank', 'GroupedGaborFilterbank']
@@ -92,7 +94,11 @@ class GroupedGaborFilterbank(nn.Module):
 
     At the start of every forward the parameters are clamped **in place** (their ``.data``):
     ``center_freqs`` to ``[0, float32(pi)]``, ``bandwidths`` to ``[2z, pool_size z]``,
-    ``pooling_widths`` to ``[2 / pool_size, 0.5]``.
+    ``pooling_widths`` to ``[2 / pool_size, 0.5]``. The geometry is then computed from them
+    as a (G, 4) tensor on their device (:meth:`geometry_tensor`), every forward, nothing
+    cached; the Triton path reads it on the device (no host synchronisation, one compiled
+    graph whatever the geometry), the CPU and reference paths copy it to the host.
+    ``caps`` (:class:`~eleaf.functional.GeometryCaps`) bounds it statically.
 
     Args:
         n_filters (int): F.
@@ -137,12 +143,10 @@ class GroupedGaborFilterbank(nn.Module):
         z = np.sqrt(2 * np.log(2)) / np.pi
         self.sigma_lower = torch.tensor(2 * z)
         self.sigma_upper = torch.tensor(pool_size * z)
-        self._geometry_cache = None  # (parameter versions, geometry), see clamped_geometry
-        self._scale_cache = None
-
-    def _apply(self, fn, *args, **kwargs):
-        self._geometry_cache = self._scale_cache = None  # .to(), .double(), .cuda() ...
-        return super()._apply(fn, *args, **kwargs)
+        #: static bounds of the geometry: they size the fast paths' buffers and grids
+        self.caps = geometry_caps(n_filters, num_groups, pool_size, pool_stride,
+                                  conv_win_factor, stride_factor, float(self.sigma_upper),
+                                  float(self.mu_upper))
 
     def get_stride(self, cent_freq: float):
         """(conv_stride, pool_stride // conv_stride) for a group whose highest centre
@@ -155,58 +159,59 @@ class GroupedGaborFilterbank(nn.Module):
         The bounds are the plain tensor attributes ``mu_lower`` ... ``sigma_upper`` (float32
         for mu, float64 for sigma, as in the original), applied as Python floats of their
         values: the same numbers in float32 and float64, without a host-to-device copy.
+        Parameters created under ``torch.inference_mode()`` cannot be changed outside it:
+        they are clamped out of place for the forward (see :meth:`clamped_parameters`).
         """
-        self.center_freqs.data.clamp_(min=float(self.mu_lower), max=float(self.mu_upper))
-        self.bandwidths.data.clamp_(min=float(self.sigma_lower), max=float(self.sigma_upper))
-        self.pooling_widths.data.clamp_(min=2. / self.pool_size, max=0.5)
+        for p, lo, hi in self._bounds():
+            if not (p.is_inference() and not torch.is_inference_mode_enabled()):
+                p.data.clamp_(min=lo, max=hi)
+
+    def _bounds(self):
+        return ((self.center_freqs, float(self.mu_lower), float(self.mu_upper)),
+                (self.bandwidths, float(self.sigma_lower), float(self.sigma_upper)),
+                (self.pooling_widths, 2. / self.pool_size, 0.5))
+
+    def clamped_parameters(self):
+        """Clamp in place (:meth:`clamp_parameters`) and return (center_freqs, bandwidths,
+        pooling_widths) as the forward uses them: the parameters themselves (so gradients
+        reach them), or, for inference tensors outside inference mode, clamped copies."""
+        self.clamp_parameters()
+        return tuple(p.clamp(lo, hi) if p.is_inference() and not torch.is_inference_mode_enabled()
+                     else p for p, lo, hi in self._bounds())
 
     def geometry(self):
-        """Per-group :class:`~eleaf.functional.GroupGeometry` from the current parameters."""
+        """Per-group :class:`~eleaf.functional.GroupGeometry` of the current parameters
+        (Python ints: one device-to-host copy)."""
         return group_geometry(self.center_freqs, self.bandwidths, self.num_groups,
                               self.pool_size, self.pool_stride, self.conv_win_factor,
                               self.stride_factor)
 
-    def _parameters_key(self):
-        return tuple((p.data_ptr(), p._version, p.dtype, p.device)
-                     for p in (self.center_freqs, self.bandwidths))
+    def geometry_tensor(self) -> torch.Tensor:
+        """(G, 4) int32 ``[s, P, K, W]`` per group of the current parameters, on their device
+        (:func:`~eleaf.functional.group_geometry_tensor`; no host synchronisation)."""
+        return group_geometry_tensor(self.center_freqs, self.bandwidths, self.caps)
 
     def clamped_geometry(self):
-        """Clamp the parameters in place and return the group geometry.
-
-        Both depend only on the parameter values, so they are recomputed only when
-        ``center_freqs`` or ``bandwidths`` changed since the last call (an optimizer step, a
-        ``load_state_dict``, an in-place edit under ``no_grad``, a new ``.data``: anything that
-        bumps the tensors' version counter or replaces their storage); then one
-        device-to-host copy fetches the per-group maxima. Changing values through ``.data``
-        in place bypasses the version counter: call :meth:`invalidate_geometry` after that.
-        """
-        key = self._parameters_key()
-        if self._geometry_cache is None or self._geometry_cache[0] != key:
-            self.clamp_parameters()
-            self._geometry_cache = (self._parameters_key(), self.geometry())
-        else:  # the pooling widths have no influence on the geometry: clamp them always
-            self.pooling_widths.data.clamp_(min=2. / self.pool_size, max=0.5)
-        return self._geometry_cache[1]
+        """Clamp the parameters in place and return :meth:`geometry` (host ints). Nothing is
+        cached: every forward computes the geometry from the parameters' current values."""
+        self.clamp_parameters()
+        return self.geometry()
 
     def invalidate_geometry(self):
-        """Forget the cached clamped geometry (see :meth:`clamped_geometry`)."""
-        self._geometry_cache = None
+        """No-op, kept for compatibility: the geometry is no longer cached, so in-place edits
+        (``.data``, ``load_state_dict``, an EMA) take effect at the next forward."""
 
-    def scaled_pool_widths(self, geometry) -> torch.Tensor:
-        """(F,) pooling widths rescaled to each group's window: ``p / s * pool_size / W``."""
-        key = (geometry, self.pooling_widths.device, self.pooling_widths.dtype)
-        if self._scale_cache is None or self._scale_cache[0] != key:
-            s = torch.cat([torch.full((g.num_filters,), float(g.conv_stride)) for g in geometry])
-            w = torch.cat([torch.full((g.num_filters,), float(g.window_size)) for g in geometry])
-            self._scale_cache = (key, s.to(self.pooling_widths), w.to(self.pooling_widths))
-        _, s, w = self._scale_cache
-        return self.pooling_widths / s * self.pool_size / w
+    def scaled_pool_widths(self, geometry=None) -> torch.Tensor:
+        """(F,) pooling widths rescaled to each group's window: ``p / s * pool_size / W``;
+        ``geometry``: a (G, 4) geometry tensor (default: :meth:`geometry_tensor`)."""
+        if geometry is None:
+            geometry = self.geometry_tensor()
+        return scaled_pool_widths_tensor(self.pooling_widths, geometry, self.caps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        geometry = self.clamped_geometry()
-        _, impl = select_impl('gabor_filterbank', self.backend, x.device, x.dtype)
-        return impl(x, self.center_freqs, self.bandwidths, self.scaled_pool_widths(geometry),
-                    geometry)
+        center_freqs, bandwidths, pooling_widths = self.clamped_parameters()
+        _, impl = select_impl('grouped_gabor_filterbank', self.backend, x.device, x.dtype)
+        return impl(x, center_freqs, bandwidths, pooling_widths, self.caps)
 
     def extra_repr(self):
         return ('n_filters=%d, num_groups=%d, pool_size=%d, pool_stride=%d, '

@@ -165,9 +165,10 @@ def resolve_backend(op: str, requested: str, device: torch.device, dtype: torch.
 
 
 #: ops that each fast backend implements, whether or not it could be loaded here
-DECLARED_OPS = {'triton': ('gabor_filterbank', 'pcen', 'tf_gabor_filterbank', 'tf_pcen'),
-                'cpp': ('gabor_filterbank', 'log1p_median', 'pcen', 'tf_gabor_filterbank',
-                        'tf_pcen')}
+DECLARED_OPS = {'triton': ('gabor_filterbank', 'grouped_gabor_filterbank', 'pcen',
+                           'tf_gabor_filterbank', 'tf_pcen'),
+                'cpp': ('gabor_filterbank', 'grouped_gabor_filterbank', 'log1p_median', 'pcen',
+                        'tf_gabor_filterbank', 'tf_pcen')}
 
 
 def has_impl(op: str, backend: str) -> bool:
@@ -208,7 +209,7 @@ def _log_choice(op, backend, device, dtype, skipped):
 
 _FAST_PATHS = ('eleaf.ops.gabor', 'eleaf.ops.pcen', 'eleaf.ops.compress', 'eleaf.ops.pcen_cpp',
                'eleaf.ops.gabor_cpu', 'eleaf.ops.tf_gabor_cpu', 'eleaf.ops.tf_gabor_triton',
-               'eleaf.ops.tf_pcen')
+               'eleaf.ops.tf_pcen', 'eleaf.ops.grouped_gabor')
 _fast_loaded = False
 
 

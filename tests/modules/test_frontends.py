@@ -242,20 +242,18 @@ def test_classifier():
     assert keys[0].startswith('_frontend.') and '_encoder.weight' in keys and keys[-1] == '_head.bias'
 
 
-def test_geometry_cache_follows_parameter_updates():
-    """The clamped geometry is cached per parameter version: optimizer steps, in-place edits
-    under no_grad and load_state_dict all invalidate it, and the clamp still applies."""
+def test_geometry_follows_parameter_updates():
+    """Nothing is cached: optimizer steps, in-place edits under no_grad or through .data,
+    load_state_dict and .double() all take effect at the next forward, and the clamp applies."""
     fe = eleaf.EfficientLeaf(n_filters=8, num_groups=2, stride_factor=4)
     fb = fe.filterbank
     g0 = fb.clamped_geometry()
-    assert fb.clamped_geometry() is g0  # unchanged parameters: cached
     with torch.no_grad():
         fb.center_freqs[:4] = 0.05  # much lower: larger conv stride for group 0
         fb.bandwidths[0] = 1e4  # above the bound: clamped at the next forward
     g1 = fb.clamped_geometry()
     assert g1[0].conv_stride > g0[0].conv_stride
     assert fb.bandwidths[0].item() == pytest.approx(401 * Z, rel=1e-6)
-    assert g1 == fb.geometry()
     opt = torch.optim.SGD(fb.parameters(), lr=10.)
     fe(torch.randn(2, 800)).sum().backward()
     opt.step()
@@ -268,3 +266,49 @@ def test_geometry_cache_follows_parameter_updates():
     assert fb.clamped_geometry() == g0 and fb.center_freqs.dtype == torch.float64
     y = fb(torch.randn(1, 1, 500, dtype=torch.float64))
     assert y.dtype == torch.float64
+    assert isinstance(eleaf.Leaf(compression=None).compression, eleaf.PCEN)
+
+
+@pytest.mark.parametrize('backend', ['torch', 'auto'])
+def test_data_edits_take_effect(backend):
+    """Editing the parameters through .data (an EMA of weights, a manual copy) changes the
+    next output exactly as a fresh module with those values would compute it."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 1600)
+    fe = eleaf.EfficientLeaf(n_filters=8, num_groups=2, stride_factor=4, compression='pcen',
+                             backend=backend)
+    fe(x)
+    other = eleaf.EfficientLeaf(n_filters=8, num_groups=2, stride_factor=4,
+                                compression='pcen', backend=backend)
+    with torch.no_grad():
+        other.filterbank.center_freqs.mul_(0.3)   # a different geometry
+        other.filterbank.bandwidths.mul_(1.7)
+    assert other.filterbank.geometry() != fe.filterbank.geometry()
+    for name, p in fe.named_parameters():
+        p.data = dict(other.named_parameters())[name].data.clone()   # replaced storage
+    torch.testing.assert_close(fe(x), other(x), rtol=0, atol=0)
+    fe2 = eleaf.EfficientLeaf(n_filters=8, num_groups=2, stride_factor=4, compression='pcen',
+                              backend=backend)
+    fe2(x)
+    for name, p in fe2.named_parameters():
+        p.data.copy_(dict(other.named_parameters())[name].data)   # in place, no version bump
+    torch.testing.assert_close(fe2(x), other(x), rtol=0, atol=0)
+
+
+def test_constructed_in_inference_mode():
+    """A frontend constructed under torch.inference_mode() runs inside it and outside it
+    under no_grad (like any module whose parameters are inference tensors), with the numbers
+    of one constructed normally."""
+    x = torch.randn(2, 1600)
+    ref = eleaf.EfficientLeaf(n_filters=80, num_groups=8, conv_win_factor=6, stride_factor=16)
+    ref.eval()
+    with torch.inference_mode():
+        fe = eleaf.EfficientLeaf(n_filters=80, num_groups=8, conv_win_factor=6,
+                                 stride_factor=16)
+        fe.eval()
+        inside = fe(x)
+    with torch.no_grad():
+        outside = fe(x)
+    want = ref(x)
+    torch.testing.assert_close(inside, want, rtol=0, atol=0)
+    torch.testing.assert_close(outside, want, rtol=0, atol=0)

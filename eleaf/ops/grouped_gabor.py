@@ -1,0 +1,65 @@
+"""The op ``grouped_gabor_filterbank``: EfficientLEAF's filterbank from its parameters and the
+static :class:`~eleaf.functional.GeometryCaps`, the group geometry computed inside as data.
+
+Signature (every backend): ``grouped_gabor_filterbank(x, center_freqs, bandwidths,
+pooling_widths, caps) -> (B, F, T)`` with x (B, 1, L), the three (F,) parameters clamped
+(pooling widths not yet rescaled to the groups' windows).
+
+- ``'triton'`` (:func:`eleaf.ops.gabor.grouped_gabor_filterbank_triton`): the geometry is
+  computed on the device and read by the kernels; no host synchronisation, one compiled
+  graph for every geometry.
+- ``'torch'`` and ``'cpp'`` (here): the geometry tensor is copied to the host and the
+  filterbank runs with Python-int geometry (:func:`~eleaf.functional.grouped_gabor_filterbank_ref`,
+  :func:`eleaf.ops.gabor_cpu.gabor_filterbank_cpu`). Under ``torch.compile`` that copy and
+  the CPU filterbank run as one graph break (:func:`~eleaf.ops.graph_break.run_eager`), so
+  a compiled training loop does not guard on the geometry and does not recompile when it
+  changes.
+"""
+import torch
+
+from ..functional.gabor import grouped_gabor_filterbank_ref
+from ..functional.geometry import (GeometryCaps, geometry_from_tensor, group_geometry_tensor,
+                                   scaled_pool_widths_tensor)
+from .backends import register_impl
+from .graph_break import run_eager
+
+__all__ = ['grouped_gabor_filterbank_ref_op', 'with_host_geometry']
+
+
+def _call_with_host_geometry(impl, x, center_freqs, bandwidths, pool_widths, geometry, caps):
+    return impl(x, center_freqs, bandwidths, pool_widths, geometry_from_tensor(geometry, caps))
+
+
+def with_host_geometry(impl):
+    """Adapt a ``gabor_filterbank`` implementation (Python-int geometry) to the signature of
+    ``grouped_gabor_filterbank``."""
+    def grouped(x: torch.Tensor, center_freqs: torch.Tensor, bandwidths: torch.Tensor,
+                pooling_widths: torch.Tensor, caps: GeometryCaps) -> torch.Tensor:
+        geometry = group_geometry_tensor(center_freqs, bandwidths, caps)
+        pool_widths = scaled_pool_widths_tensor(pooling_widths, geometry, caps)
+        return run_eager(_call_with_host_geometry, impl, x, center_freqs, bandwidths,
+                         pool_widths, geometry, caps)
+    grouped.__name__ = grouped.__qualname__ = 'grouped_' + getattr(impl, '__name__', 'impl')
+    grouped.__doc__ = ('``grouped_gabor_filterbank`` through :func:`%s` with the geometry '
+                       'copied to the host.' % getattr(impl, '__name__', 'impl'))
+    return grouped
+
+
+#: the reference: group_geometry_tensor, then grouped_gabor_filterbank_ref on host geometry
+grouped_gabor_filterbank_ref_op = with_host_geometry(grouped_gabor_filterbank_ref)
+
+register_impl('grouped_gabor_filterbank', 'torch', grouped_gabor_filterbank_ref_op)
+
+
+def _register_host_geometry_backends():
+    """The fast ``gabor_filterbank`` implementations that take Python-int geometry (the C++
+    CPU filterbank) serve ``grouped_gabor_filterbank`` through :func:`with_host_geometry`."""
+    from .backends import _REGISTRY
+    for backend in ('cpp', 'triton'):
+        entry = _REGISTRY.get('gabor_filterbank', {}).get(backend)
+        if entry is not None and backend not in _REGISTRY.get('grouped_gabor_filterbank', {}):
+            register_impl('grouped_gabor_filterbank', backend, with_host_geometry(entry.fn),
+                          entry.check)
+
+
+_register_host_geometry_backends()
