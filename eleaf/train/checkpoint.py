@@ -8,9 +8,12 @@ entries: ``format``, ``args`` (the options of the run), ``num_classes``, ``best_
 (non-finite batches so far) and, after Ctrl-C within an epoch, ``partial`` (where that epoch
 stopped). Everything is plain data and tensors, so it loads with ``weights_only=True``.
 """
+import errno
+import glob
 import os
 import pickle
 import random
+import shutil
 import tempfile
 import zipfile
 from typing import Optional
@@ -18,7 +21,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-__all__ = ['CheckpointError', 'FORMAT', 'save_atomic', 'load_checkpoint', 'rng_state',
+__all__ = ['CheckpointError', 'CheckpointSaveError', 'FORMAT', 'save_atomic',
+           'load_checkpoint', 'check_finite', 'remove_leftovers', 'rng_state',
            'set_rng_state', 'check_options', 'load_network', 'frontend_state',
            'extract_frontend', 'is_original_format']
 
@@ -30,13 +34,68 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
+class CheckpointSaveError(CheckpointError, OSError):
+    """A checkpoint that cannot be written (a full disk, no permission); the file keeps its
+    previous content. Also an OSError, as what caused it."""
+
+
+#: free bytes below which a failed write is put down to a full disk
+FULL_DISK_BYTES = 1 << 20
+
+
+def _tmp_prefix(path: str) -> str:
+    return '.' + os.path.basename(path) + '.'
+
+
+def remove_leftovers(directory: str, names) -> list:
+    """Remove the temporary files that :func:`save_atomic` leaves when it is killed mid-write
+    (``.NAME.XXXXXXXX.tmp`` for each NAME in ``names``) from ``directory``; returns their
+    paths. Call it only while no other process saves there (``eleaf train`` holds its run
+    lock)."""
+    removed = []
+    for name in names:
+        for tmp in glob.glob(os.path.join(glob.escape(directory),
+                                          glob.escape(_tmp_prefix(name)) + '*.tmp')):
+            try:
+                os.unlink(tmp)
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
+
+
+def _save_failure(path: str, exc: BaseException, tmp_size, free) -> CheckpointSaveError:
+    """One line: what could not be written, why, and that the previous file is kept."""
+    code = getattr(exc, 'errno', None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < FULL_DISK_BYTES):
+        reason = ('the disk is full' if code != errno.EDQUOT else 'the disk quota is exceeded')
+        if free is not None:
+            reason += ' (%.1f MiB free%s)' % (free / 2 ** 20, '' if tmp_size is None else
+                                              ' after writing %.1f MiB of it'
+                                              % (tmp_size / 2 ** 20))
+    elif isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    else:
+        text = str(exc).strip()
+        reason = text.splitlines()[0][:200] if text else type(exc).__name__
+    kept = ('%s keeps its previous content' % os.path.basename(path)
+            if os.path.exists(path) else 'nothing was written')
+    return CheckpointSaveError('cannot save %r: %s; %s. Free some space (or fix the '
+                               'directory) and continue with --resume auto'
+                               % (path, reason, kept))
+
+
 def save_atomic(obj, path: str):
     """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace``:
-    ``path`` holds either the previous or the new checkpoint, never a partial one."""
+    ``path`` holds either the previous or the new checkpoint, never a partial one. A failed
+    write (a full disk) removes the temporary file and raises :class:`CheckpointSaveError`,
+    one line saying why; ``path`` keeps its previous content."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                               dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix='.tmp', dir=directory)
+    except OSError as exc:
+        raise _save_failure(path, exc, None, _free_bytes(directory)) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -46,11 +105,20 @@ def save_atomic(obj, path: str):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        failure = None
+        if isinstance(exc, (OSError, RuntimeError)):  # torch's writer raises RuntimeError
+            try:
+                tmp_size = os.path.getsize(tmp)
+            except OSError:
+                tmp_size = None
+            failure = _save_failure(path, exc, tmp_size, _free_bytes(directory))
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if failure is not None:
+            raise failure from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -62,12 +130,55 @@ def save_atomic(obj, path: str):
         pass
 
 
+def _free_bytes(directory: str):
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return None
+
+
+def _nonfinite(name: str, value, found: list):
+    if isinstance(value, torch.Tensor):
+        if (value.is_floating_point() or value.is_complex()) and value.numel():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                found.append('%s (%d of %d values NaN or infinite)' % (name, bad,
+                                                                        value.numel()))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _nonfinite('%s.%s' % (name, k) if name else str(k), v, found)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _nonfinite('%s.%d' % (name, i), v, found)
+
+
+def check_finite(ckpt: dict, path: str):
+    """Raise :class:`CheckpointError` naming the file and the tensors of the network and
+    of the optimizer state that hold NaN or infinite values (a model trained on finite
+    data never has such values; loading one would only fail later with a misleading
+    message)."""
+    found = []
+    _nonfinite('', ckpt.get('network'), found)
+    optimizer = ckpt.get('optimizer')
+    if isinstance(optimizer, dict):
+        _nonfinite('optimizer state', optimizer.get('state'), found)
+    if found:
+        raise CheckpointError('checkpoint %r is damaged: non-finite values in %s%s; use an '
+                              'earlier checkpoint' % (path, ', '.join(found[:3]),
+                                                      ' (+%d more tensors)' % (len(found) - 3)
+                                                      if len(found) > 3 else ''))
+
+
 def load_checkpoint(path: str, trust: bool = False) -> dict:
-    """Load a checkpoint on the CPU; :class:`CheckpointError` (one line) if it is missing,
-    unreadable, or not a training checkpoint. ``trust=True`` allows arbitrary pickled
-    objects (``weights_only=False``): only for files you trust."""
+    """Load a checkpoint on the CPU; :class:`CheckpointError` (one line, naming the file
+    and, for non-finite values, the tensors) if it is missing, unreadable, not a training
+    checkpoint, or holds NaN/Inf in its network or optimizer state. ``trust=True`` allows
+    arbitrary pickled objects (``weights_only=False``): only for files you trust."""
     if not os.path.exists(path):
         raise CheckpointError('checkpoint %r does not exist: check the path' % path)
+    if os.path.isdir(path):
+        raise CheckpointError('checkpoint %r is a directory: pass the checkpoint file (e.g. '
+                              '%s)' % (path, os.path.join(path, 'net_checkpoint.pth')))
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=not trust)
     except pickle.UnpicklingError as exc:
@@ -84,10 +195,15 @@ def load_checkpoint(path: str, trust: bool = False) -> dict:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError('checkpoint %r is unreadable (%s): it is damaged or not a '
                               'PyTorch file' % (path, first[:200])) from None
+    except Exception as exc:  # e.g. KeyError from the legacy unpickler on a text file
+        raise CheckpointError('checkpoint %r is unreadable (%s: %s): it is damaged or not a '
+                              'PyTorch file' % (path, type(exc).__name__,
+                                                str(exc)[:100])) from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('network'), dict):
         raise CheckpointError('%r is not a training checkpoint: expected a dict with a '
                               "'network' state_dict (as eleaf train and the original "
                               'main.py write)' % path)
+    check_finite(ckpt, path)
     return ckpt
 
 

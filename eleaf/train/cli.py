@@ -20,6 +20,7 @@ import torch
 
 from . import checkpoint as ckpt_lib
 from . import data as data_lib
+from . import runlock
 from ..cli.options import UsageError, parse_device
 from .distributed import (DistInfo, all_reduce_sum, average_buffers, barrier, broadcast_object,
                           cleanup, gather_objects, init_distributed)
@@ -35,7 +36,7 @@ logger = logging.getLogger('eleaf.train')
 RUNTIME_OPTIONS = frozenset((
     'resume', 'trust_checkpoint', 'device', 'num_workers', 'pin_mem', 'progress',
     'tensorboard', 'dist_url', 'cudnn_benchmark', 'backend', 'extract_frontend',
-    'compare_frontends', 'checkpoint', 'split', 'output'))
+    'compare_frontends', 'checkpoint', 'split', 'output', 'break_lock'))
 
 #: options that only decide which data is read (also taken from a checkpoint in eval)
 DATA_OPTIONS = ('data_set', 'data_path', 'input_size', 'num_classes', 'synthetic_size',
@@ -106,6 +107,10 @@ def get_args_parser(eval_mode: bool = False) -> argparse.ArgumentParser:
                        help="checkpoint to continue from (eleaf or original main.py format); "
                             "'auto': OUTPUT_DIR/models/MODEL_NAME/%s if it exists"
                             % CHECKPOINT_NAME)
+        g.add_argument('--break-lock', action='store_true',
+                       help='train even though another eleaf train holds the run directory '
+                            '(its lock %s names it): only when you are sure it is not '
+                            'running' % runlock.LOCK_NAME)
         g.add_argument('--tensorboard', action=argparse.BooleanOptionalAction, default=True,
                        help='TensorBoard logs (if the tensorboard package is installed)')
         g.add_argument('--dist-url', default='env://',
@@ -287,11 +292,38 @@ def run(args, explicit=frozenset()) -> dict:
     _check_args(args)
     info = init_distributed(args.device, args.dist_url)
     try:
-        results = _run(args, explicit, info)
-        barrier(info)  # no rank tears the process group down while another still talks
-        return results
+        lock = _take_run_lock(args, info)
+        try:
+            results = _run(args, explicit, info)
+            barrier(info)  # no rank tears the process group down while another still talks
+            return results
+        finally:
+            if lock is not None:
+                lock.release()
     finally:
         cleanup(info)
+
+
+def _take_run_lock(args, info: DistInfo):
+    """Rank 0 takes the run directory's lock (see :mod:`eleaf.train.runlock`) and removes
+    the temporary files of saves that were killed; every rank raises RunLockedError when
+    another live run holds it."""
+    lock, error = None, None
+    if info.is_main:
+        try:
+            lock = runlock.acquire(_model_dir(args), getattr(args, 'break_lock', False))
+        except runlock.RunLockedError as exc:
+            error = str(exc)
+        else:
+            if lock.replaced:
+                _say(info, 'replaced the lock of %s' % lock.replaced)
+            for tmp in ckpt_lib.remove_leftovers(_model_dir(args), (CHECKPOINT_NAME, BEST_NAME,
+                                                                    LAST_NAME)):
+                _say(info, 'removed %s (left by a save that was killed)' % tmp)
+    error = broadcast_object(error, info)
+    if error is not None:
+        raise runlock.RunLockedError(error)
+    return lock
 
 
 def _run(args, explicit, info: DistInfo) -> dict:
@@ -581,7 +613,7 @@ def _error(prog, exc) -> int:
 
 
 USER_ERRORS = (UsageError, data_lib.DataError, ckpt_lib.CheckpointError,
-               EncoderUnavailableError)
+               EncoderUnavailableError, runlock.RunLockedError)
 
 
 def main(argv=None) -> int:
