@@ -68,6 +68,7 @@ from torch.utils.checkpoint import checkpoint
 from ..functional.gabor import GroupGeometry
 from ..functional.pooling import gauss_windows_padded
 from .backends import cpp_status, register_impl
+from .graph_break import run_eager
 
 __all__ = ['gabor_filterbank_cpu', 'filterbank_groups', 'modulus_pool', 'choose_method',
            'plan_blocks', 'fft_block_frames', 'BLOCK_VALUES', 'CHECKPOINT_VALUES',
@@ -603,11 +604,14 @@ class _DirectGroups(torch.autograd.Function):
                 None)
 
 
-@torch.compiler.disable  # runs eagerly under torch.compile: a graph break, no tracing inside
 def gabor_filterbank_cpu(x: torch.Tensor, center_freqs: torch.Tensor,
                          bandwidths: torch.Tensor, pool_widths: torch.Tensor,
                          geometry: Sequence[GroupGeometry]) -> torch.Tensor:
     """Same semantics as :func:`eleaf.functional.grouped_gabor_filterbank_ref`.
+
+    Under ``torch.compile`` it runs eagerly, as a graph break (no tracing inside;
+    :func:`~eleaf.ops.graph_break.run_eager`, not a ``torch.compiler.disable`` decorator,
+    which would import ``torch._dynamo``, 1.5 s and more, with this module).
 
     Args:
         x (Tensor): (B, 1, L) waveform, float32 or float64, CPU.
@@ -617,6 +621,10 @@ def gabor_filterbank_cpu(x: torch.Tensor, center_freqs: torch.Tensor,
     Returns:
         Tensor: (B, F, T), T = (L - 1) // (s P) + 1.
     """
+    return run_eager(_gabor_filterbank_cpu, x, center_freqs, bandwidths, pool_widths, geometry)
+
+
+def _gabor_filterbank_cpu(x, center_freqs, bandwidths, pool_widths, geometry):
     if x.dim() != 3 or x.shape[1] != 1:
         raise ValueError('gabor_filterbank: x must be (B, 1, L), got %s' % (tuple(x.shape),))
     dtype = torch.promote_types(x.dtype, center_freqs.dtype)
