@@ -4,6 +4,8 @@ Letters: B batch, C channels, F bands, T frames.
 """
 import torch
 
+from .export import is_exporting, median_lower
+
 __all__ = ['log1p_ref', 'median_subtract_ref', 'temporal_batch_norm_ref']
 
 
@@ -31,7 +33,8 @@ def median_subtract_ref(x: torch.Tensor, append: bool) -> torch.Tensor:
     """
     if append and x.ndim == 3:
         x = x[:, None]
-    m = x.median(-1, keepdim=True).values
+    # ONNX has no median: the same value by a top-k while exporting
+    m = median_lower(x, -1) if is_exporting() else x.median(-1, keepdim=True).values
     return torch.cat((x, x - m), dim=1) if append else x - m
 
 
