@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .export import is_exporting
 from .geometry import (GroupGeometry, group_geometry, group_pool_widths, group_splits,
                        group_stride, possible_strides)
 from .pooling import gauss_windows, gaussian_pool_ref
@@ -69,6 +70,8 @@ def gabor_kernel(size: int, center_freqs: torch.Tensor, sigmas: torch.Tensor) ->
     Returns:
         Tensor: (2n, 1, K): the real parts of all n filters, then their imaginary parts.
     """
+    if is_exporting():  # no complex tensors in exported graphs: cos and sin
+        return torch.cat(gabor_taps_padded(size, center_freqs, sigmas), dim=0).unsqueeze(1)
     kernel = gabor_filters(size, center_freqs, sigmas)
     return torch.cat((kernel.real, kernel.imag), dim=0).unsqueeze(1)
 

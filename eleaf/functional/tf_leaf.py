@@ -15,7 +15,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-from .gabor import gabor_filters
+from .export import is_exporting
+from .gabor import gabor_filters, gabor_taps_padded
 
 __all__ = ['tf_window_sizes', 'tf_same_padding', 'tf_linspace', 'tf_mel_weight_matrix',
            'tf_gabor_init', 'tf_gabor_bounds', 'tf_gabor_constraint', 'tf_gabor_taps',
@@ -158,6 +159,9 @@ def tf_gabor_taps(kernel: torch.Tensor, kernel_size: int) -> torch.Tensor:
     Returns:
         Tensor: (2F, 1, K), ``[Re h_0, Im h_0, Re h_1, Im h_1, ...]``, for ``conv1d``.
     """
+    if is_exporting():  # no complex tensors in exported graphs: cos and sin
+        re, im = gabor_taps_padded(kernel_size, kernel[:, 0], kernel[:, 1])
+        return torch.stack([re, im], dim=1).reshape(-1, 1, kernel_size)
     filters = gabor_filters(kernel_size, kernel[:, 0], kernel[:, 1])
     return torch.stack([filters.real, filters.imag], dim=1).reshape(-1, 1, kernel_size)
 

@@ -21,6 +21,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from ..functional.export import is_exporting, reject_jit_trace
+
 __all__ = ['BACKENDS', 'BackendUnavailableError', 'backends', 'register_impl', 'select_impl',
            'resolve_backend', 'check_backend_name', 'has_impl', 'component_backend',
            'triton_status', 'cpp_status', 'use_custom_ops']
@@ -137,8 +139,17 @@ def _impl_reason(op: str, backend: str, device: torch.device, dtype: torch.dtype
 
 
 def resolve_backend(op: str, requested: str, device: torch.device, dtype: torch.dtype) -> str:
-    """Name of the backend that runs ``op`` for a tensor on ``device`` with ``dtype``."""
+    """Name of the backend that runs ``op`` for a tensor on ``device`` with ``dtype``.
+
+    While ``torch.export`` traces (also inside ``torch.onnx.export(..., dynamo=True)``) it is
+    ``'torch'`` for every op, whatever was requested: the references decompose into standard
+    operations (in their export-friendly forms, :mod:`eleaf.functional.export`), while the
+    fast paths are custom ops or host code without an ONNX form. Under ``torch.jit.trace``
+    it raises one RuntimeError (:data:`eleaf.functional.export.JIT_TRACE_MESSAGE`)."""
     _load_fast_paths()
+    if is_exporting():
+        return 'torch'
+    reject_jit_trace()
     env = os.environ.get('ELEAF_BACKEND', '').strip()
     source = 'backend=%r' % requested
     if requested == 'auto' and env and env != 'auto':
