@@ -100,7 +100,9 @@ setup(
         'train': ['efficientnet_pytorch', 'soundfile', 'scipy', 'tqdm', 'tensorboard',
                   'matplotlib'],
         'triton': ['triton'],
-        'dev': ['pytest', 'pytest-benchmark', 'hypothesis'],
+        # torch.onnx.export(..., dynamo=True) and onnxruntime (tests/export; ~40 MB, ~10 s)
+        'export': ['onnx', 'onnxruntime', 'onnxscript'],
+        'dev': ['pytest', 'pytest-benchmark', 'hypothesis', 'onnx', 'onnxruntime', 'onnxscript'],
         'plot': ['matplotlib'],
     },
     entry_points={'console_scripts': ['eleaf=eleaf.__main__:main']},
