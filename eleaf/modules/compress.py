@@ -9,8 +9,31 @@ import torch.nn as nn
 
 from ..functional.compress import log1p_ref, temporal_batch_norm_ref
 from ..ops import check_backend_name, select_impl
+from . import _validate as V
 
 __all__ = ['Log1p', 'TemporalBatchNorm', 'LogTBN']
+
+
+#: |a| of log(1 + 10^a x) at most this: 10^a stays far inside float32 (and float16 after
+#: the internal float32 computation)
+MAX_LOG1P_A = 30.
+
+
+def _check_log1p_args(owner, a, trainable, per_band, num_bands):
+    V.check_bool(owner, 'trainable', trainable)
+    V.check_bool(owner, 'per_band', per_band)
+    if num_bands is not None or (trainable and per_band):
+        if num_bands is None:
+            raise ValueError('%s(trainable=True, per_band=True) needs num_bands (an integer '
+                             '>= 1)' % owner)
+        V.check_int(owner, 'num_bands', num_bands, 1, None)
+    if isinstance(a, torch.Tensor):
+        if not (a.is_floating_point() and bool(torch.isfinite(a).all())
+                and bool((a.abs() <= MAX_LOG1P_A).all())):
+            raise ValueError('%s: a must be finite and in [-%g, %g], got %r'
+                             % (owner, MAX_LOG1P_A, MAX_LOG1P_A, a))
+    else:
+        V.check_real(owner, 'a', a, -MAX_LOG1P_A, MAX_LOG1P_A)
 
 
 class Log1p(nn.Module):
@@ -31,6 +54,7 @@ class Log1p(nn.Module):
     def __init__(self, a=0, trainable: bool = False, per_band: bool = False,
                  num_bands: Optional[int] = None):
         super().__init__()
+        _check_log1p_args('Log1p', a, trainable, per_band, num_bands)
         if trainable:
             dtype = torch.get_default_dtype()
             if not per_band:
@@ -76,6 +100,14 @@ class TemporalBatchNorm(nn.Module):
     def __init__(self, num_bands: int, affine: bool = True, per_channel: bool = False,
                  num_channels: Optional[int] = None):
         super().__init__()
+        V.check_int('TemporalBatchNorm', 'num_bands', num_bands, 1, None)
+        V.check_bool('TemporalBatchNorm', 'affine', affine)
+        V.check_bool('TemporalBatchNorm', 'per_channel', per_channel)
+        if per_channel:
+            if num_channels is None:
+                raise ValueError('TemporalBatchNorm(per_channel=True) needs num_channels (an '
+                                 'integer >= 1)')
+            V.check_int('TemporalBatchNorm', 'num_channels', num_channels, 1, None)
         num_features = num_bands * num_channels if per_channel else num_bands
         self.bn = nn.BatchNorm1d(num_features, affine=affine)
         self.per_channel = per_channel
@@ -107,6 +139,14 @@ class LogTBN(nn.Module):
                  trainable: bool = False, per_band: bool = False, median_filter: bool = False,
                  append_filtered: bool = False, *, backend: str = 'auto'):
         super().__init__()
+        V.check_int('LogTBN', 'num_bands', num_bands, 1, None)
+        V.check_bool('LogTBN', 'affine', affine)
+        _check_log1p_args('LogTBN', a, trainable, per_band, num_bands)
+        V.check_bool('LogTBN', 'median_filter', median_filter)
+        V.check_bool('LogTBN', 'append_filtered', append_filtered)
+        if append_filtered and not median_filter:
+            raise ValueError('LogTBN: append_filtered=True needs median_filter=True (it '
+                             'appends the median-filtered signal)')
         self.log1p = Log1p(a=a, trainable=trainable, per_band=per_band, num_bands=num_bands)
         self.TBN = TemporalBatchNorm(num_bands=num_bands, affine=affine,
                                      per_channel=append_filtered,

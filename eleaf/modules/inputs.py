@@ -5,12 +5,44 @@ The original promotes the rank with ``while x.ndim < 3: x = x[:, None]``: (B, L)
 original would fail on later with an obscure message.
 """
 import os
+import warnings
 
 import torch
 
-__all__ = ['set_debug', 'debug_enabled', 'check_waveform']
+__all__ = ['set_debug', 'debug_enabled', 'check_waveform', 'OneDimensionalInputWarning']
 
 _DEBUG = [os.environ.get('ELEAF_DEBUG', '0') not in ('', '0')]
+_WARNED_1D = [False]
+
+
+class OneDimensionalInputWarning(UserWarning):
+    """A 1-D waveform (L,) was taken, as the original does, for L one-sample signals."""
+
+
+def one_dimensional_message(name: str, length: int) -> str:
+    return ('%s got a 1-D waveform of shape (%d,): as in the original EfficientLEAF code it '
+            'is taken as a batch of %d one-sample signals, not as one clip. Pass one clip as '
+            'x[None] (shape (1, %d)); pass x[:, None] (shape (%d, 1)) to keep this meaning '
+            'without the warning' % (name, length, length, length, length))
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside eleaf and torch (the user's call)."""
+    import sys
+    skip = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            os.path.dirname(os.path.abspath(torch.__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _warn_1d(name: str, length: int):
+    """Warn once per process (the warning says how to pass one clip)."""
+    if not _WARNED_1D[0]:
+        _WARNED_1D[0] = True
+        warnings.warn(one_dimensional_message(name, length), OneDimensionalInputWarning,
+                      stacklevel=_caller_stacklevel())
 
 
 def set_debug(enabled: bool = True):
@@ -30,7 +62,8 @@ def check_waveform(x, reference: torch.Tensor, name: str = 'frontend') -> torch.
 
     Args:
         x: (B, L) or (B, 1, L) floating tensor ((L,) is promoted to (L, 1, 1), as in the
-            original).
+            original, with a one-time :class:`OneDimensionalInputWarning` saying how to pass
+            one clip).
         reference (Tensor): a parameter of the module, for device and dtype.
     Returns:
         Tensor: (B, 1, L).
@@ -46,6 +79,8 @@ def check_waveform(x, reference: torch.Tensor, name: str = 'frontend') -> torch.
     if not x.is_floating_point():
         raise TypeError('%s expects a floating-point waveform (float32, float64, float16 or '
                         'bfloat16), got %s' % (name, x.dtype))
+    if x.ndim == 1:
+        _warn_1d(name, x.shape[0])
     while x.ndim < 3:
         x = x[:, None]
     if x.ndim != 3 or x.shape[1] != 1:

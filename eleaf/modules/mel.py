@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..functional.mel import create_mel_filterbank, stft_kernel
+from . import _validate as V
 
 __all__ = ['STFT', 'MelFilter', 'Squeeze']
 
@@ -30,6 +31,9 @@ class STFT(nn.Module):
 
     def __init__(self, winsize: int, hopsize: int, complex: bool = False):
         super().__init__()
+        V.check_int('STFT', 'winsize', winsize, 1, V.MAX_TAPS)
+        V.check_int('STFT', 'hopsize', hopsize, 1, None)
+        V.check_bool('STFT', 'complex', complex)
         self.winsize = winsize
         self.hopsize = hopsize
         self.register_buffer('window', torch.hann_window(winsize, periodic=False),
@@ -79,6 +83,11 @@ class MelFilter(nn.Module):
     def __init__(self, sample_rate: int, winsize: int, num_bands: int, min_freq: float,
                  max_freq: float):
         super().__init__()
+        V.check_int('MelFilter', 'winsize', winsize, 1, V.MAX_TAPS)
+        V.check_frequencies('MelFilter', num_bands, min_freq, max_freq, sample_rate,
+                            'num_bands')
+        V.check_mel_bands('MelFilter', sample_rate, winsize, num_bands, min_freq, max_freq,
+                          'winsize=%d' % winsize, 'num_bands')
         melbank = create_mel_filterbank(sample_rate, winsize, num_bands, min_freq, max_freq,
                                         crop=True)
         self.register_buffer('bank', melbank, persistent=False)
@@ -100,6 +109,7 @@ class Squeeze(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
+        V.check_int('Squeeze', 'dim', dim)
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

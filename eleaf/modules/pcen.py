@@ -7,8 +7,23 @@ import torch.nn as nn
 
 from ..functional.pcen import pcen_parameters
 from ..ops import check_backend_name, select_impl
+from . import _validate as V
 
 __all__ = ['PCEN']
+
+
+def _check_pcen_args(num_bands, s, alpha, delta, r, eps, learn_logs, clamp):
+    """PCEN's ranges: s in (0, 1] (the smoother's weight), alpha >= 0, delta >= 0, r > 0
+    (strictly positive for all three with ``learn_logs``, which stores their logs),
+    eps > 0, clamp None or >= 0."""
+    V.check_int('PCEN', 'num_bands', num_bands, 1, None)
+    learn_logs = V.check_bool('PCEN', 'learn_logs', learn_logs)
+    V.check_real('PCEN', 's', s, 0, 1, low_open=True)
+    V.check_real('PCEN', 'alpha', alpha, 0, None, low_open=learn_logs)
+    V.check_real('PCEN', 'delta', delta, 0, None, low_open=learn_logs)
+    V.check_real('PCEN', 'r', r, 0, None, low_open=True)
+    V.check_real('PCEN', 'eps', eps, 0, None, low_open=True)
+    V.check_optional_real('PCEN', 'clamp', clamp, low=0)
 
 
 class PCEN(nn.Module):
@@ -34,6 +49,7 @@ class PCEN(nn.Module):
                  r: float = 1., eps: float = 1e-6, learn_logs: bool = True,
                  clamp: Optional[float] = None, *, backend: str = 'auto'):
         super().__init__()
+        _check_pcen_args(num_bands, s, alpha, delta, r, eps, learn_logs, clamp)
         if learn_logs:
             s, alpha, delta, r = np.log(s), np.log(alpha), np.log(delta), np.log(r)
         else:

@@ -3,6 +3,7 @@ built from the options exactly as the original ``main.py`` builds it.
 """
 import torch.nn as nn
 
+from ..cli.options import UsageError
 from ..modules import PCEN, AudioClassifier, EfficientLeaf, Leaf, LogTBN, Mel
 
 __all__ = ['MODEL_OPTIONS', 'N_FILTERS', 'SAMPLE_RATE', 'build_frontend', 'build_encoder',
@@ -110,5 +111,11 @@ def build_model(args, num_classes: int) -> AudioClassifier:
     ``_encoder.*``, ``_head.*`` as the original's. Built in the original's order (encoder,
     frontend, head), so a seed draws the same initial weights."""
     encoder = build_encoder(args, frontend_channels(args))
-    frontend = build_frontend(args)
+    try:
+        frontend = build_frontend(args)
+    except ValueError as exc:  # an option out of the module's range: one line, exit 2
+        raise UsageError('invalid model options (%s): %s' % (
+            ' '.join('--%s %s' % (n.replace('_', '-'), getattr(args, n)) for n in
+                     ('frontend', 'conv_win_factor', 'stride_factor', 'num_groups',
+                      'log1p_initial_a') if hasattr(args, n)), exc)) from None
     return AudioClassifier(num_outputs=num_classes, frontend=frontend, encoder=encoder)

@@ -114,7 +114,7 @@ def test_float64_end_to_end_matches_numpy():
 def _tiny(cls):
     if cls == 'eleaf':
         return eleaf.EfficientLeaf(n_filters=4, num_groups=2, sample_rate=1600, min_freq=60,
-                                   max_freq=700, conv_win_factor=2, stride_factor=2)
+                                   max_freq=700, conv_win_factor=3, stride_factor=2)
     if cls == 'eleaf_pcen':
         return eleaf.EfficientLeaf(n_filters=3, num_groups=3, sample_rate=1600, min_freq=60,
                                    max_freq=700, compression='pcen')
