@@ -16,6 +16,7 @@ when a faster implementation exists for that device but cannot run (and why), el
 import importlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
@@ -146,9 +147,10 @@ def resolve_backend(op: str, requested: str, device: torch.device, dtype: torch.
     operations (in their export-friendly forms, :mod:`eleaf.functional.export`), while the
     fast paths are custom ops or host code without an ONNX form. Under ``torch.jit.trace``
     it raises one RuntimeError (:data:`eleaf.functional.export.JIT_TRACE_MESSAGE`)."""
-    _load_fast_paths()
     if is_exporting():
+        _load_fast_paths_untraced()
         return 'torch'
+    _load_fast_paths()
     reject_jit_trace()
     env = os.environ.get('ELEAF_BACKEND', '').strip()
     source = 'backend=%r' % requested
@@ -238,6 +240,22 @@ def _load_fast_paths():
                 logger.warning('could not import %s: %s', name, exc)
         except Exception as exc:
             logger.warning('could not import %s: %s', name, exc)
+
+
+def _load_fast_paths_untraced() -> bool:
+    """:func:`_load_fast_paths` in a thread of its own: torch.export's tracing and fake-tensor
+    modes are thread-local, so what those imports run at module level (e.g. probing an op of
+    eleaf._C) is neither recorded into the exported graph nor run on fake tensors. Marked as
+    ``torch.compiler.assume_constant_result`` does (without importing torch._dynamo here), so
+    that Dynamo (``strict=True`` export) calls it at trace time instead of tracing it."""
+    if not _fast_loaded:
+        loader = threading.Thread(target=_load_fast_paths, name='eleaf-load-fast-paths')
+        loader.start()
+        loader.join()
+    return True
+
+
+_load_fast_paths_untraced._dynamo_marked_constant = True
 
 
 def backends() -> Dict[str, dict]:
