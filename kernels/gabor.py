@@ -13,13 +13,20 @@ Pooling windows are centred on the frames (zero padding W//2) unless the runtime
 below write W//2 for it.
 
 All groups run in one launch. The grid's filter axis enumerates *filter blocks* of at most
-``BLOCK_F`` filters of one group; the row ``fb`` of the int32 table ``tab`` (``NCOL`` columns,
-see ``TAB_*``) holds that block's geometry and its offsets into the packed taps and windows:
+``BLOCK_F`` filters of one group; the row ``fb`` of the static int32 table ``tab`` (``NCOL``
+columns, see ``TAB_*``) holds the block's filters, its group and the group's offsets in the
+packed taps and windows, and the group's row of the int32 (G, 4) geometry tensor ``geo``
+(``GEO_*``: s, P, K, W) its geometry. The geometry is data: computed on the device from the
+learned parameters, read by every program, never copied to the host, so one compiled launch
+serves every geometry. Grids, scratch buffers and the packed layouts are sized by static caps
+(largest K, W, shifts Q = cdiv(W, P) and steps N any geometry can have); programs beyond
+their group's actual extent exit early or mask their work.
 
-- packed taps (fp32): per group the (2n, K) matrix of :func:`eleaf.functional.gabor_kernel`
-  (real parts of the n filters, then imaginary parts), flattened, groups concatenated;
-- packed windows (fp32): per group the (n, W) matrix of
-  :func:`eleaf.functional.gauss_windows`, flattened, groups concatenated.
+- packed taps (fp32): per group, at a static offset, the (2n, K) matrix of
+  :func:`eleaf.functional.gabor_kernel` (real parts of the n filters, then imaginary parts),
+  flattened; the group's region holds 2n times its K cap;
+- packed windows (fp32): per group, at a static offset, the (n, W) matrix of
+  :func:`eleaf.functional.gauss_windows`, flattened; the region holds n times its W cap.
 
 Forward (``_gabor_fwd_kernel``), grid (frame blocks, filter blocks, B): the pooling taps are
 split as k = q P + r; for each phase r the convolution outputs at the rows
@@ -58,23 +65,27 @@ import triton.language as tl
 __all__ = ['_gabor_fwd_kernel', '_gabor_bwd_rows_kernel', '_gabor_bwd_window_kernel',
            '_gabor_bwd_window_loop_kernel',
            '_gabor_bwd_taps_kernel', '_gabor_bwd_input_kernel',
-           'TAB_F_OUT', 'TAB_NB', 'TAB_S', 'TAB_P', 'TAB_K', 'TAB_W', 'TAB_TAP_RE', 'TAB_TAP_IM',
-           'TAB_WIN', 'TAB_GROUP', 'TAB_LOC', 'TAB_N', 'NCOL']
+           'TAB_F_OUT', 'TAB_NB', 'TAB_GROUP', 'TAB_LOC', 'TAB_N', 'TAB_TAPS', 'TAB_WINS', 'NCOL',
+           'GEO_S', 'GEO_P', 'GEO_K', 'GEO_W', 'GEO_NCOL']
 
-# Columns of the int32 filter-block table.
+# Columns of the int32 filter-block table (static: they depend on the group sizes and the
+# static caps of the layout, never on the geometry's values).
 TAB_F_OUT = 0    # global index of the block's first filter
 TAB_NB = 1       # number of valid filters in the block (<= BLOCK_F)
-TAB_S = 2        # conv stride s
-TAB_P = 3        # pooling stride P
-TAB_K = 4        # Gabor taps K (odd)
-TAB_W = 5        # pooling taps W (odd)
-TAB_TAP_RE = 6   # offset of the block's first real tap row in the packed taps
-TAB_TAP_IM = 7   # offset of the block's first imaginary tap row in the packed taps
-TAB_WIN = 8      # offset of the block's first window in the packed windows
-TAB_GROUP = 9    # group index
-TAB_LOC = 10     # index of the block's first filter inside its group
-TAB_N = 11       # number of filters n of the group
-NCOL = 12
+TAB_GROUP = 2    # group index (row of the geometry tensor)
+TAB_LOC = 3      # index of the block's first filter inside its group
+TAB_N = 4        # number of filters n of the group
+TAB_TAPS = 5     # offset of the group's (2n, K) taps in the packed taps (sized by the K cap)
+TAB_WINS = 6     # offset of the group's (n, W) windows in the packed windows (W cap)
+NCOL = 7
+
+# Columns of the int32 (G, 4) geometry tensor (eleaf.functional.geometry.GEO_*), read on the
+# device: the group geometry is data, computed from the parameters every step.
+GEO_S = 0        # conv stride s
+GEO_P = 1        # pooling stride P
+GEO_K = 2        # Gabor taps K (odd)
+GEO_W = 3        # pooling taps W (odd)
+GEO_NCOL = 4
 
 
 @triton.jit
@@ -87,13 +98,24 @@ def _round_tf32(v):
 
 
 @triton.jit
-def _block_row(tab_ptr, fb, NCOL: tl.constexpr):
-    """Row ``fb`` of the filter-block table: (f_out, nb, s, P, K, W, tap_re, tap_im, win0,
-    group, loc, n), the columns ``TAB_*`` in order."""
+def _block_row(tab_ptr, geo_ptr, fb, NCOL: tl.constexpr):
+    """Filter block ``fb``: (f_out, nb, s, P, K, W, tap_re, tap_im, win0, group, loc, n), its
+    static columns from the table and its group's geometry from the geometry tensor; the
+    block's real and imaginary tap rows and windows start at ``tap_re``, ``tap_im``, ``win0``
+    (the group's (2n, K) taps and (n, W) windows, row-major, at the group's offsets)."""
     row = tab_ptr + fb * NCOL
-    return (tl.load(row + 0), tl.load(row + 1), tl.load(row + 2), tl.load(row + 3),
-            tl.load(row + 4), tl.load(row + 5), tl.load(row + 6), tl.load(row + 7),
-            tl.load(row + 8), tl.load(row + 9), tl.load(row + 10), tl.load(row + 11))
+    grp = tl.load(row + 2)
+    loc = tl.load(row + 3)
+    n = tl.load(row + 4)
+    taps0 = tl.load(row + 5)
+    wins0 = tl.load(row + 6)
+    geo = geo_ptr + grp * 4
+    s = tl.load(geo + 0)
+    P = tl.load(geo + 1)
+    K = tl.load(geo + 2)
+    W = tl.load(geo + 3)
+    return (tl.load(row + 0), tl.load(row + 1), s, P, K, W, taps0 + loc * K,
+            taps0 + (n + loc) * K, wins0 + loc * W, grp, loc, n)
 
 
 @triton.jit
@@ -135,7 +157,7 @@ def _shift_rows(a, t, q: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_F: tl.conste
 
 @triton.jit
 def _gabor_fwd_kernel(
-    x_ptr, taps_ptr, win_ptr, out_ptr, tab_ptr,
+    x_ptr, taps_ptr, win_ptr, out_ptr, tab_ptr, geo_ptr,
     L, T, STEP, stride_xb, stride_xl, stride_ob, stride_of, stride_ot, POOL_SHIFT,
     NCOL: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     SHIFTS: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
@@ -159,7 +181,8 @@ def _gabor_fwd_kernel(
     pid_t = tl.program_id(0)
     fb = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    (f_out, nb, s, P, K, W, tap_re, tap_im, win0, _, _, _) = _block_row(tab_ptr, fb, NCOL)
+    (f_out, nb, s, P, K, W, tap_re, tap_im, win0, _, _, _) = _block_row(
+        tab_ptr, geo_ptr, fb, NCOL)
 
     N = (L - 1) // s + 1
     H = s * P
@@ -225,7 +248,7 @@ def _gabor_fwd_kernel(
 
 @triton.jit
 def _gabor_bwd_rows_kernel(
-    x_ptr, taps_ptr, win_ptr, g_ptr, d_ptr, e_ptr, tab_ptr, base_ptr,
+    x_ptr, taps_ptr, win_ptr, g_ptr, d_ptr, e_ptr, tab_ptr, geo_ptr, base_ptr,
     L, T, stride_xb, stride_xl, stride_gb, stride_gf, stride_gt, POOL_SHIFT,
     NCOL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     LOWP: tl.constexpr, PRECISION: tl.constexpr, ROUND_D: tl.constexpr,
@@ -241,7 +264,8 @@ def _gabor_bwd_rows_kernel(
     pid_m = tl.program_id(0)
     fb = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    (f_out, nb, s, P, K, W, tap_re, tap_im, win0, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
+    (f_out, nb, s, P, K, W, tap_re, tap_im, win0, grp, loc, n) = _block_row(
+        tab_ptr, geo_ptr, fb, NCOL)
 
     N = (L - 1) // s + 1
     m0 = pid_m * BLOCK_M
@@ -295,7 +319,7 @@ def _gabor_bwd_rows_kernel(
 
 @triton.jit
 def _gabor_bwd_window_kernel(
-    g_ptr, e_ptr, dwin_ptr, tab_ptr, base_ptr,
+    g_ptr, e_ptr, dwin_ptr, tab_ptr, geo_ptr, base_ptr,
     L, T, NB, SPLIT, stride_gb, stride_gf, stride_gt, POOL_SHIFT,
     NCOL: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_F: tl.constexpr,
     QMAX: tl.constexpr,
@@ -313,7 +337,8 @@ def _gabor_bwd_window_kernel(
     pid_r = tl.program_id(0)
     fb = tl.program_id(1)
     pid_s = tl.program_id(2)
-    (f_out, nb, s, P, _, W, _, _, win0, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
+    (f_out, nb, s, P, _, W, _, _, win0, grp, loc, n) = _block_row(
+        tab_ptr, geo_ptr, fb, NCOL)
 
     r0 = pid_r * BLOCK_R
     if r0 >= P:
@@ -355,7 +380,7 @@ def _gabor_bwd_window_kernel(
 
 @triton.jit
 def _gabor_bwd_window_loop_kernel(
-    g_ptr, e_ptr, dwin_ptr, tab_ptr, base_ptr,
+    g_ptr, e_ptr, dwin_ptr, tab_ptr, geo_ptr, base_ptr,
     L, T, stride_gb, stride_gf, stride_gt, POOL_SHIFT,
     NCOL: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr,
 ):
@@ -368,7 +393,8 @@ def _gabor_bwd_window_loop_kernel(
     pid_t = tl.program_id(0)
     fb = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    (f_out, nb, s, P, _, W, _, _, win0, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
+    (f_out, nb, s, P, _, W, _, _, win0, grp, loc, n) = _block_row(
+        tab_ptr, geo_ptr, fb, NCOL)
 
     N = (L - 1) // s + 1
     hw = W // 2 + POOL_SHIFT
@@ -396,7 +422,7 @@ def _gabor_bwd_window_loop_kernel(
 
 @triton.jit
 def _gabor_bwd_taps_kernel(
-    x_ptr, d_ptr, dtaps_ptr, tab_ptr, base_ptr,
+    x_ptr, d_ptr, dtaps_ptr, tab_ptr, geo_ptr, base_ptr,
     L, SPLIT, stride_xb, stride_xl,
     NCOL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -413,7 +439,8 @@ def _gabor_bwd_taps_kernel(
     pid_b = tl.program_id(2)
     b = (pid_b // SPLIT).to(tl.int64)
     split = pid_b % SPLIT
-    (_, nb, s, _, K, _, tap_re, tap_im, _, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
+    (_, nb, s, _, K, _, tap_re, tap_im, _, grp, loc, n) = _block_row(
+        tab_ptr, geo_ptr, fb, NCOL)
 
     j0 = pid_j * BLOCK_K
     if j0 >= K:
@@ -453,7 +480,7 @@ def _gabor_bwd_taps_kernel(
 
 @triton.jit
 def _gabor_bwd_input_kernel(
-    taps_ptr, d_ptr, dx_ptr, tab_ptr, base_ptr,
+    taps_ptr, d_ptr, dx_ptr, tab_ptr, geo_ptr, base_ptr,
     L, stride_dxb,
     NCOL: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_F: tl.constexpr,
 ):
@@ -465,7 +492,8 @@ def _gabor_bwd_input_kernel(
     pid_i = tl.program_id(0)
     fb = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    (_, nb, s, _, K, _, tap_re, tap_im, _, grp, loc, n) = _block_row(tab_ptr, fb, NCOL)
+    (_, nb, s, _, K, _, tap_re, tap_im, _, grp, loc, n) = _block_row(
+        tab_ptr, geo_ptr, fb, NCOL)
 
     N = (L - 1) // s + 1
     hk = K // 2

@@ -11,7 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: cycles still being removed elsewhere (each a sorted tuple of module names); empty when done
-KNOWN_CYCLES = {('eleaf.ops.gabor', 'eleaf.ops.gabor_pack')}  # issue #21
+KNOWN_CYCLES = set()
 
 
 def _modules():

@@ -22,7 +22,7 @@ import torch
 __all__ = ['GroupGeometry', 'group_splits', 'possible_strides', 'group_stride',
            'group_geometry', 'group_pool_widths', 'GeometryCaps', 'geometry_caps',
            'group_geometry_tensor', 'scaled_pool_widths_tensor', 'filter_groups',
-           'geometry_from_tensor', 'GEO_S', 'GEO_P', 'GEO_K', 'GEO_W']
+           'geometry_from_tensor', 'stride_thresholds', 'GEO_S', 'GEO_P', 'GEO_K', 'GEO_W']
 
 #: columns of the ``(G, 4)`` geometry tensor
 GEO_S, GEO_P, GEO_K, GEO_W = 0, 1, 2, 3
@@ -239,7 +239,7 @@ def group_geometry_tensor(center_freqs: torch.Tensor, bandwidths: torch.Tensor,
         ok = (torch.remainder(hop, cand) == 0) & (cand <= limit[:, None])
         s = torch.where(ok, cand, torch.ones_like(cand)).amax(1).to(torch.int64)
         s = s.clamp(min=caps.min_stride)
-        P = torch.div(hop, s, rounding_mode='floor')
+        P = torch.div(torch.full_like(s, hop), s, rounding_mode='floor')
         K = (sigma_max * caps.conv_win_factor).nan_to_num(0.).clamp(0, caps.kernel_size)
         K = K.to(torch.int64)
         K = (K + 1 - K % 2).clamp(max=caps.kernel_size)
@@ -267,3 +267,33 @@ def geometry_from_tensor(geometry: torch.Tensor, caps: GeometryCaps
     rows = geometry.tolist()
     return tuple(GroupGeometry(a, b, *row) for a, b, row in
                  zip(caps.splits[:-1], caps.splits[1:], rows))
+
+
+def stride_thresholds(caps: GeometryCaps) -> List[Tuple[int, float]]:
+    """The stride rule of SPEC §5 as float32 thresholds: ``[(d, t_d)]`` for the admissible
+    strides d >= ``caps.min_stride``, ascending, where t_d is the largest float32 centre
+    frequency mu with ``d <= max(1, pi / mu * stride_factor)`` in float64 (the original's
+    Python floats; mu = 0 admits every d). A group whose largest float32 centre frequency is
+    mu gets the largest d with ``mu <= t_d``: the same stride as the float64 rule, compared in
+    float32 (the Triton kernels' form). The smallest stride's threshold is +inf.
+    """
+    def admits(d: int, bits: int) -> bool:
+        mu = float(np.array(bits, dtype=np.uint32).view(np.float32))
+        return mu == 0 or d <= max(1, np.pi / mu * caps.stride_factor)
+
+    out = []
+    for d in possible_strides(caps.hop):
+        if d < caps.min_stride:
+            continue
+        if not out:
+            out.append((d, math.inf))
+            continue
+        lo, hi = 0, 0x7f800000          # admits(d, lo); the answer is below +inf's bits
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if admits(d, mid):
+                lo = mid
+            else:
+                hi = mid
+        out.append((d, float(np.array(lo, dtype=np.uint32).view(np.float32))))
+    return out

@@ -18,8 +18,10 @@ pooling_widths, caps) -> (B, F, T)`` with x (B, 1, L), the three (F,) parameters
 import torch
 
 from ..functional.gabor import grouped_gabor_filterbank_ref
+from ..functional.export import is_exporting
 from ..functional.geometry import (GeometryCaps, geometry_from_tensor, group_geometry_tensor,
                                    scaled_pool_widths_tensor)
+from ..functional.static_filterbank import grouped_gabor_filterbank_static
 from .backends import register_impl
 from .graph_break import run_eager
 
@@ -37,6 +39,9 @@ def with_host_geometry(impl):
                 pooling_widths: torch.Tensor, caps: GeometryCaps) -> torch.Tensor:
         geometry = group_geometry_tensor(center_freqs, bandwidths, caps)
         pool_widths = scaled_pool_widths_tensor(pooling_widths, geometry, caps)
+        if is_exporting():  # no host copy in an exported graph: static shapes, same numbers
+            return grouped_gabor_filterbank_static(x, center_freqs, bandwidths, pool_widths,
+                                                   geometry, caps)
         return run_eager(_call_with_host_geometry, impl, x, center_freqs, bandwidths,
                          pool_widths, geometry, caps)
     grouped.__name__ = grouped.__qualname__ = 'grouped_' + getattr(impl, '__name__', 'impl')
@@ -52,14 +57,13 @@ register_impl('grouped_gabor_filterbank', 'torch', grouped_gabor_filterbank_ref_
 
 
 def _register_host_geometry_backends():
-    """The fast ``gabor_filterbank`` implementations that take Python-int geometry (the C++
-    CPU filterbank) serve ``grouped_gabor_filterbank`` through :func:`with_host_geometry`."""
+    """The C++ CPU filterbank (Python-int geometry) serves ``grouped_gabor_filterbank``
+    through :func:`with_host_geometry`; the Triton one registers its own (eleaf.ops.gabor)."""
     from .backends import _REGISTRY
-    for backend in ('cpp', 'triton'):
-        entry = _REGISTRY.get('gabor_filterbank', {}).get(backend)
-        if entry is not None and backend not in _REGISTRY.get('grouped_gabor_filterbank', {}):
-            register_impl('grouped_gabor_filterbank', backend, with_host_geometry(entry.fn),
-                          entry.check)
+    entry = _REGISTRY.get('gabor_filterbank', {}).get('cpp')
+    if entry is not None:
+        register_impl('grouped_gabor_filterbank', 'cpp', with_host_geometry(entry.fn),
+                      entry.check)
 
 
 _register_host_geometry_backends()

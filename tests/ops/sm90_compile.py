@@ -36,7 +36,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
 import eleaf  # noqa: E402
-from eleaf.ops import gabor, gabor_pack, pcen  # noqa: E402
+from eleaf.ops import gabor, gabor_pack, gabor_plan, pcen  # noqa: E402
 
 TARGET = GPUTarget('cuda', 90, 32)
 #: shared memory per block on sm_90 (H100, H200): 227 KiB
@@ -161,23 +161,24 @@ def _gpu_lowp(x):
 
 
 def drive_filterbank(label, frontend, dtype, precision, L=2000):
-    """Forward and backward (with the input gradient) of one frontend's filterbank."""
+    """Geometry, packing, forward and backward (with the input gradient) of one frontend's
+    filterbank: EfficientLEAF's with its geometry computed on the device (caps layout),
+    LEAF's with its fixed geometry (static layout)."""
     torch.set_float32_matmul_precision(precision)
     fb = frontend.filterbank
-    if hasattr(fb, 'clamped_geometry'):  # EfficientLeaf
-        geometry = fb.clamped_geometry()
-        mu, sigma, pw = fb.center_freqs, fb.bandwidths, fb.scaled_pool_widths(geometry)
+    if hasattr(fb, 'caps'):  # EfficientLeaf
+        fb.clamp_parameters()
+        mu, sigma, pw = fb.center_freqs, fb.bandwidths, fb.pooling_widths
+        layout = gabor.caps_layout(fb.caps)
+        geo = gabor_pack.geometry_fwd(mu.detach(), sigma.detach(), layout)
     else:  # Leaf
-        geometry = fb.geometry()
         mu, sigma, pw = fb.clamped_parameters()
-    taps, windows = gabor_pack.pack_fwd(mu.detach(), sigma.detach(), pw.detach(),
-                                        gabor.pack_geometry(geometry))
-    gabor_pack.pack_bwd(taps, windows, taps, windows, sigma.detach(), pw.detach(),
-                        gabor.pack_geometry(geometry))
+        geo, layout = gabor.static_geometry(fb.geometry(), mu.device)
+    taps, windows = gabor_pack.pack_fwd(mu.detach(), sigma.detach(), pw.detach(), geo, layout)
+    gabor_pack.pack_bwd(taps, windows, taps, windows, sigma.detach(), pw.detach(), geo, layout)
     x = torch.zeros(2, 1, L, dtype=dtype)
-    geo = gabor.pack_geometry(geometry)
-    out = gabor.gabor_fwd(x, taps, windows, geo)
-    gabor.gabor_bwd(torch.zeros_like(out), x, taps, windows, geo, True)
+    out = gabor.gabor_fwd(x, taps, windows, geo, layout)
+    gabor.gabor_bwd(torch.zeros_like(out), x, taps, windows, geo, layout, True)
     print('  (%s, %s, %s)' % (label, str(dtype).replace('torch.', ''), precision), flush=True)
 
 
@@ -218,7 +219,7 @@ def main():
         for key in ('cuda', 'cuda_tf32'):
             gabor.LAUNCH[key] = dict(gabor.LAUNCH[key], win_acc=64)
             gabor.LAUNCH[key]['wide'] = dict(gabor.LAUNCH[key].get('wide', {}), win_acc=64)
-        gabor._PLANS.clear()
+        gabor_plan._PLANS.clear()
         drive_filterbank('Leaf, window-gradient fallback', frontends['Leaf'], torch.float32,
                          'highest')
         for dtype in ([torch.float32] if args.quick else [torch.float32, torch.float16]):

@@ -37,6 +37,11 @@ def packed_reference(mu, sigma, pw, geometry):
     return torch.cat(taps), torch.cat(windows)
 
 
+def pack_static(mu, sigma, pw, geometry):
+    """The op on a fixed geometry: the group layout and geometry tensor of ``geometry``."""
+    return gabor.pack_taps(mu, sigma, pw, *gabor.static_geometry(geometry, mu.device))
+
+
 def outputs_and_grads(fn, params, seed=0):
     """fn(*params) -> (taps, windows); backward of a seeded random projection of both."""
     params = [p.detach().clone().requires_grad_() for p in params]
@@ -51,7 +56,7 @@ def outputs_and_grads(fn, params, seed=0):
 def compare(cfg):
     geometry = cfg['geometry']
     params = [cfg[k].to(DEVICE) for k in ('mu', 'sigma', 'pw')]
-    out = outputs_and_grads(lambda *p: gabor.pack_taps(*p, geometry), params)
+    out = outputs_and_grads(lambda *p: pack_static(*p, geometry), params)
     ref64 = outputs_and_grads(lambda *p: packed_reference(*p, geometry),
                               [p.double() for p in params])
     ref32 = outputs_and_grads(lambda *p: packed_reference(*p, geometry), params)
@@ -88,7 +93,7 @@ def test_only_one_output_used():
     # autograd hands the backward no gradient for the unused windows
     cfg = draw_config(3)
     params = [cfg[k].to(DEVICE).requires_grad_() for k in ('mu', 'sigma', 'pw')]
-    taps, _ = gabor.pack_taps(*params, cfg['geometry'])
+    taps, _ = pack_static(*params, cfg['geometry'])
     proj = torch.randn(taps.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     (taps * proj.to(taps)).sum().backward()
     ref = [p.detach().double().requires_grad_() for p in params[:2]]
@@ -101,7 +106,7 @@ def test_only_one_output_used():
 def test_float64_parameters_take_the_torch_path():
     cfg = draw_config(2)
     params = [cfg[k].double().to(DEVICE).requires_grad_() for k in ('mu', 'sigma', 'pw')]
-    taps, windows = gabor.pack_taps(*params, cfg['geometry'])
+    taps, windows = pack_static(*params, cfg['geometry'])
     assert taps.dtype == windows.dtype == torch.float32
     ref_taps, ref_windows = packed_reference(*params, cfg['geometry'])
     assert torch.equal(taps, ref_taps.float()) and torch.equal(windows, ref_windows.float())
@@ -111,14 +116,14 @@ def test_opcheck():
     cfg = draw_config(5)
     params = [cfg[k].to(DEVICE).requires_grad_() for k in ('mu', 'sigma', 'pw')]
     torch.library.opcheck(torch.ops.eleaf.gabor_pack.default,
-                          (*params, gabor.pack_geometry(cfg['geometry'])))
+                          (*params, *gabor.static_geometry(cfg['geometry'], DEVICE)))
 
 
 def test_bad_parameters():
     cfg = draw_config(0)
     mu, sigma, pw = (cfg[k].to(DEVICE) for k in ('mu', 'sigma', 'pw'))
-    geometry = gabor.pack_geometry(cfg['geometry'])
+    geo, layout = gabor.static_geometry(cfg['geometry'], DEVICE)
     with pytest.raises(ValueError, match='center_freqs must be float32 of shape'):
-        torch.ops.eleaf.gabor_pack(mu[:-1], sigma, pw, geometry)
+        torch.ops.eleaf.gabor_pack(mu[:-1], sigma, pw, geo, layout)
     with pytest.raises(ValueError, match='pool_widths must be float32'):
-        torch.ops.eleaf.gabor_pack(mu, sigma, pw.double(), geometry)
+        torch.ops.eleaf.gabor_pack(mu, sigma, pw.double(), geo, layout)

@@ -19,6 +19,7 @@ from tests.ops.gabor_cases import NAMES, leaf_config, make_x
 from tests.testing import RTOL, assert_close, require_triton_ops
 
 gabor = require_triton_ops('eleaf.ops.gabor')
+gabor_plan = require_triton_ops('eleaf.ops.gabor_plan')
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
@@ -121,7 +122,7 @@ def test_gpu_launch_settings(monkeypatch):
     # the taps-gradient reduction split into several row ranges per batch element
     settings = dict(gabor.LAUNCH['cuda'], taps_rows=64)
     monkeypatch.setitem(gabor.LAUNCH, 'interpreter', settings)
-    monkeypatch.setattr(gabor, '_PLANS', type(gabor._PLANS)())
+    monkeypatch.setattr(gabor_plan, '_PLANS', type(gabor_plan._PLANS)())
     cfg = draw_config(6, max_cost=600)
     cfg.update(x_grad=True, desc='GPU settings ' + cfg['desc'])
     compare(cfg)
@@ -159,11 +160,12 @@ def test_opcheck():
     cfg = leaf_config(L=200, n_filters=4, batch=1)
     cfg['geometry'] = (GroupGeometry(0, 2, 2, 16, 21, 17), GroupGeometry(2, 4, 4, 8, 9, 9))
     x = make_x(cfg).to(DEVICE).requires_grad_()
-    taps, windows = gabor.pack_taps(cfg['mu'], cfg['sigma'], cfg['pw'], cfg['geometry'])
-    taps = taps.to(DEVICE).detach().requires_grad_()
-    windows = windows.to(DEVICE).detach().requires_grad_()
-    torch.library.opcheck(torch.ops.eleaf.gabor_pool.default,
-                          (x, taps, windows, gabor.pack_geometry(cfg['geometry'])))
+    geo, layout = gabor.static_geometry(cfg['geometry'], DEVICE)
+    taps, windows = gabor.pack_taps(*(cfg[k].to(DEVICE) for k in ('mu', 'sigma', 'pw')),
+                                    geo, layout)
+    taps = taps.detach().requires_grad_()
+    windows = windows.detach().requires_grad_()
+    torch.library.opcheck(torch.ops.eleaf.gabor_pool.default, (x, taps, windows, geo, layout))
 
 
 def test_compile_fullgraph():
@@ -201,4 +203,5 @@ def test_bad_inputs():
         gabor.gabor_filterbank_triton(torch.zeros(2, 5), cfg['mu'], cfg['sigma'], cfg['pw'],
                                       cfg['geometry'])
     with pytest.raises(ValueError):
-        gabor.gabor_fwd(torch.zeros(1, 1, 10), torch.zeros(3), torch.zeros(3), [0, 1, 2, 3, 4])
+        gabor.gabor_fwd(torch.zeros(1, 1, 10), torch.zeros(3), torch.zeros(3),
+                        torch.zeros(1, 4, dtype=torch.int32), [0, 1, 2, 3, 4])

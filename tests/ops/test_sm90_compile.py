@@ -18,8 +18,8 @@ pytest.importorskip('triton.backends.nvidia', reason='this Triton has no NVIDIA 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KERNELS = {'_gabor_fwd_kernel', '_gabor_bwd_rows_kernel', '_gabor_bwd_window_kernel',
            '_gabor_bwd_window_loop_kernel', '_gabor_bwd_taps_kernel', '_gabor_bwd_input_kernel',
-           '_gabor_taps_fwd_kernel', '_gabor_taps_bwd_kernel', '_pcen_fwd_kernel',
-           '_pcen_bwd_kernel'}
+           '_gabor_taps_fwd_kernel', '_gabor_taps_bwd_kernel', '_group_geometry_kernel',
+           '_pcen_fwd_kernel', '_pcen_bwd_kernel'}
 
 
 #: more Triton installations to compile with, e.g. the GPU machine's 3.6:

@@ -19,6 +19,7 @@ from tests.ops.gabor_cases import tf_filterbank_inputs
 from tests.testing import RTOL, assert_close, require_triton_ops
 
 gabor = require_triton_ops('eleaf.ops.gabor')
+gabor_plan = require_triton_ops('eleaf.ops.gabor_plan')
 from eleaf.ops.tf_gabor_triton import tf_gabor_filterbank_triton  # noqa: E402
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -67,9 +68,9 @@ def test_window_gradient_fallback_kernel(monkeypatch):
     # too few registers for the phase-split window-gradient kernel: the per-tap loop kernel,
     # which must honour the pooling shift too
     monkeypatch.setitem(gabor.LAUNCH, 'interpreter', dict(gabor.LAUNCH['interpreter'], win_acc=64))
-    monkeypatch.setattr(gabor, '_PLANS', type(gabor._PLANS)())
+    monkeypatch.setattr(gabor_plan, '_PLANS', type(gabor_plan._PLANS)())
     compare(31, 7, 300)
-    assert all(p.win_block_r is None for p in gabor._PLANS.values())
+    assert all(p.win_block_r is None for p in gabor_plan._PLANS.values())
 
 
 def test_through_the_custom_op_without_input_gradient(monkeypatch):
@@ -88,11 +89,11 @@ def test_tfleaf_selects_it():
 
 
 def test_pool_shift_out_of_range():
-    geometry = gabor.pack_geometry(eleaf.functional.GroupGeometry(0, 1, 1, 4, 5, 5)
-                                   for _ in range(1))
+    geo, layout = gabor.static_geometry([eleaf.functional.GroupGeometry(0, 1, 1, 4, 5, 5)],
+                                        torch.device(DEVICE))
     x = torch.zeros(1, 1, 20, device=DEVICE)
     taps, windows = torch.zeros(10, device=DEVICE), torch.zeros(5, device=DEVICE)
     with pytest.raises(ValueError, match='pool_shift'):
-        gabor.gabor_fwd(x, taps, windows, geometry, pool_shift=1)
+        gabor.gabor_fwd(x, taps, windows, geo, layout, pool_shift=1)
     with pytest.raises(ValueError, match='pool_shift'):
-        gabor.gabor_fwd(x, taps, windows, geometry, pool_shift=-3)
+        gabor.gabor_fwd(x, taps, windows, geo, layout, pool_shift=-3)
