@@ -114,7 +114,8 @@ def test_edge_geometries_float64(edge):
     caps = _caps(cfg)
     rng = random.Random(edge)
     strides = {'s=hop': [12], 's=1': [1], 'mixed': [1, 12]}.get(edge)
-    kernel_sizes = {'K=1': [1], 'K=cap': [caps.kernel_size], 'mixed': [1, caps.kernel_size]}.get(edge)
+    kernel_sizes = {'K=1': [1], 'K=cap': [caps.kernel_size],
+                    'mixed': [1, caps.kernel_size]}.get(edge)
     for length in (1, 11, 13, caps.kernel_size - 2, 97):   # L < K, L mod hop != 0
         geometry = _random_geometry(caps, rng, strides, kernel_sizes)
         err, gerrs = _compare(caps, geometry, length, rng)
