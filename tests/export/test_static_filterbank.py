@@ -8,7 +8,6 @@ to several hundred taps and windows)."""
 import math
 import random
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +15,6 @@ import torch.nn.functional as F
 from eleaf.functional import (geometry_caps, geometry_from_tensor, group_geometry_tensor,
                               grouped_gabor_filterbank_ref, scaled_pool_widths_tensor)
 from eleaf.functional.gabor import gabor_kernel
-from eleaf.functional.geometry import group_splits
 from eleaf.functional.static_filterbank import (admissible_strides, base_stride,
                                                 grouped_gabor_filterbank_static, pool_reach)
 
