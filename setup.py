@@ -104,6 +104,7 @@ def _extensions():
     use_cuda = (cuda_sources and not _flag('ELEAF_SKIP_CUDA_BUILD')
                 and cpp_extension.CUDA_HOME is not None
                 and (torch.version.cuda is not None or _flag('ELEAF_FORCE_CUDA_BUILD')))
+    per_file = list(sources)
     if not _flag('ELEAF_NO_UNITY'):
         sources = unity_sources(sources)
     # no -std flag: BuildExtension adds the standard the installed torch's headers need
@@ -119,6 +120,10 @@ def _extensions():
             extra_compile_args={'cxx': cxx, 'nvcc': list(NVCC_FLAGS)})
     else:
         ext = cpp_extension.CppExtension('eleaf._C', sources, extra_compile_args={'cxx': cxx})
+    # what the build falls back to if the unity units fail to compile (e.g. two files of a
+    # group define helpers of the same name)
+    ext.eleaf_per_file_sources = [s for s in ext.sources if s not in sources] + per_file \
+        if sources != per_file else None
     return [ext], {'build_ext': _OptionalBuildExt.with_base(cpp_extension.BuildExtension)}
 
 
@@ -146,7 +151,16 @@ class _OptionalBuildExt(build_ext):
                          ext.name, len(units), 'ninja' if ninja else '%d jobs' % jobs))
                 start = time.perf_counter()
                 try:
-                    base.build_extension(self, ext)
+                    try:
+                        base.build_extension(self, ext)
+                    except Exception as exc:
+                        fallback = getattr(ext, 'eleaf_per_file_sources', None)
+                        if not fallback:
+                            raise
+                        _say('eleaf: the unity build failed (%s); compiling each source on '
+                             'its own' % exc)
+                        ext.sources = fallback
+                        base.build_extension(self, ext)
                 except Exception as exc:
                     _say('eleaf: building %s failed after %.0f s (%s); the reference '
                          'backend still works' % (ext.name, time.perf_counter() - start, exc))

@@ -21,6 +21,8 @@ FAKE_CC = textwrap.dedent('''\
     if '-c' in args or '-shared' in args:
         out = args[args.index('-o') + 1]
         if '-c' in args:
+            if os.environ.get('FAKE_FAIL_UNITY') and any('unity_' in a for a in args):
+                sys.exit('fake compile error')
             start = time.time()
             time.sleep(1.0)
             with open({log!r}, 'a') as f:
@@ -138,3 +140,10 @@ def test_build_with_ninja(tmp_path):
     ns = _setup_module()
     assert _sources(calls) == ['unity_%d.cpp' % i for i in range(len(ns['UNITY_GROUPS']))]
     assert 'ninja' in proc.stderr.split('eleaf: compiling', 1)[1].splitlines()[0]
+
+
+def test_failed_unity_build_falls_back_to_one_unit_per_file(tmp_path):
+    proc, calls = _fake_build(tmp_path, {'FAKE_FAIL_UNITY': '1'}, no_ninja=True)
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'csrc', '*.cpp')))
+    assert _sources(calls) == names
+    assert 'the unity build failed' in proc.stderr and 'eleaf: compiled eleaf._C in' in proc.stderr
