@@ -1,7 +1,24 @@
-"""Option checks shared by the command-line tools."""
+"""Option checks and the help format shared by the command-line tools."""
+import argparse
+
 import torch
 
-__all__ = ['UsageError', 'parse_device']
+__all__ = ['UsageError', 'parse_device', 'HelpFormatter']
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default: ``(default: VALUE)`` appended unless the help
+    text already says what the default is, or the option is a flag that is off unless given
+    or has no value by default (``None``: its help says what happens without it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if ('default' in text.lower() or action.default in (None, argparse.SUPPRESS)
+                or isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction,
+                                       argparse._VersionAction))
+                or not action.option_strings):
+            return text
+        return (text + ' ' if text else '') + '(default: %(default)s)'
 
 
 class UsageError(ValueError):
