@@ -33,9 +33,9 @@
 // std::nth_element on the few candidates gives m; then one scan finds the occurrence of m
 // that has rank k. No sort; O(T) per row.
 //
-// Precision: float32 / float16 / bfloat16 are computed in float32 (16-bit inputs round 10^a x
-// and l to their dtype like the reference composition, and the median is selected on the
-// rounded l), float64 in float64. Row sums run in the computation dtype (vectorised); the
+// Precision: float32 / float16 / bfloat16 are computed in float32 (16-bit inputs: 10^a (from
+// a in float32), 10^a x -- 10^5 x overflows float16 --, l, the median and l - m stay in
+// float32 and only y is rounded to the dtype, as the reference does), float64 in float64. Row sums run in the computation dtype (vectorised); the
 // per-row partial sums of the gradient of a are reduced in float64.
 #include <Python.h>
 
@@ -169,14 +169,19 @@ std::vector<int64_t> fwd_out_shape(const at::Tensor& x, bool median_filter, bool
   return shape;
 }
 
-// 10^a in a's dtype (the same ATen kernel as the reference's ``10 ** a``), as a contiguous
-// tensor of the computation dtype with one entry per band (F entries when per_band, else 1).
+// 10^a in a's dtype (the same ATen kernel as the reference's ``10 ** a``; a float16 or
+// bfloat16 a in float32, where 10^5 is finite), as a contiguous tensor of the computation
+// dtype with one entry per band (F entries when per_band, else 1).
 at::Tensor band_scales(const c10::optional<at::Tensor>& a, at::ScalarType acc_type,
                        const at::Device& device) {
   if (!a.has_value() || !a->defined()) {
     return at::ones({1}, at::TensorOptions().dtype(acc_type).device(device));
   }
-  return at::pow(10, a->detach()).to(acc_type).reshape({-1}).contiguous();
+  at::Tensor ad = a->detach();
+  if (ad.scalar_type() == at::kHalf || ad.scalar_type() == at::kBFloat16) {
+    ad = ad.to(at::kFloat);
+  }
+  return at::pow(10, ad).to(acc_type).reshape({-1}).contiguous();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -219,7 +224,7 @@ void log1p_row_f32(const float* __restrict__ x, float* __restrict__ out, int64_t
   }
 }
 
-// l = log1p(s * x) for one row, rounded to scalar_t, as acc_t into vals.
+// l = log1p(s * x) for one row, as acc_t into vals (not rounded to a 16-bit scalar_t).
 template <typename scalar_t, typename acc_t>
 inline void row_log1p(const scalar_t* __restrict__ x, acc_t* __restrict__ vals, int64_t T,
                       acc_t s, bool scaled) {
@@ -232,8 +237,8 @@ inline void row_log1p(const scalar_t* __restrict__ x, acc_t* __restrict__ vals, 
   } else {
     for (int64_t t = 0; t < T; ++t) {
       acc_t u = static_cast<acc_t>(x[t]);
-      if (scaled) u = static_cast<acc_t>(static_cast<scalar_t>(s * u));
-      vals[t] = static_cast<acc_t>(static_cast<scalar_t>(log1p_acc(u)));
+      if (scaled) u = s * u;  // in float32: 10^a x overflows float16
+      vals[t] = log1p_acc(u);
     }
   }
 }

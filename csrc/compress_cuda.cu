@@ -4,7 +4,8 @@
 // registers the CUDA kernels of eleaf::log1p_median_fwd / eleaf::log1p_median_bwd.
 //
 // One thread block per row (the last axis, T frames):
-//   forward:  l = log1p(10^a x) (rounded to x's dtype for float16/bfloat16) into shared memory
+//   forward:  l = log1p(10^a x) (in float32 for float16/bfloat16; only y is rounded to
+//             x's dtype) into shared memory
 //             (global scratch for rows longer than kMaxSharedT), then the median by an exact
 //             radix select over order-preserving integer keys of l (8 bits per pass, a
 //             256-bin histogram in shared memory; 4 passes for float, 8 for double), then the
@@ -138,10 +139,7 @@ __global__ void log1p_median_fwd_kernel(const scalar_t* __restrict__ x,
   if (!L.median) {
     for (int t = tid; t < T; t += blockDim.x) {
       acc_t u = static_cast<acc_t>(xr[t]);
-      if (L.scaled) {
-        u = s * u;
-        if (is_reduced<scalar_t>()) u = static_cast<acc_t>(static_cast<scalar_t>(u));
-      }
+      if (L.scaled) u = s * u;  // in float32: 10^a x overflows float16
       y1[t] = static_cast<scalar_t>(log1p_dev(u));
     }
     return;
@@ -153,15 +151,11 @@ __global__ void log1p_median_fwd_kernel(const scalar_t* __restrict__ x,
     s_sel = -1;
   }
   __syncthreads();
-  // 1. l, rounded to x's dtype (the median is selected on the values y is made of)
+  // 1. l in the computation dtype (float32 for float16/bfloat16: only y is rounded)
   for (int t = tid; t < T; t += blockDim.x) {
     acc_t u = static_cast<acc_t>(xr[t]);
-    if (L.scaled) {
-      u = s * u;
-      if (is_reduced<scalar_t>()) u = static_cast<acc_t>(static_cast<scalar_t>(u));
-    }
+    if (L.scaled) u = s * u;  // in float32: 10^a x overflows float16
     acc_t l = log1p_dev(u);
-    if (is_reduced<scalar_t>()) l = static_cast<acc_t>(static_cast<scalar_t>(l));
     vals[t] = l;
     if (l != l) atomicMin(&s_nan, t);
   }

@@ -9,13 +9,29 @@ from .export import is_exporting, median_lower
 __all__ = ['log1p_ref', 'median_subtract_ref', 'temporal_batch_norm_ref']
 
 
+#: dtypes computed in float32 (their range cannot hold 10^a x: float16 ends at 65504)
+REDUCED_DTYPES = (torch.float16, torch.bfloat16)
+
+
 def log1p_ref(x: torch.Tensor, a=None, per_band: bool = False) -> torch.Tensor:
     """``log(1 + 10^a * x)``; plain ``log1p`` when ``a`` is None.
+
+    float16 and bfloat16 inputs (and ``a``) are computed in float32 and the result is
+    rounded once to the result dtype (x's, or the promotion of x and a dimensioned ``a``, as
+    ``10 ** a * x`` gives): ``10^5 x`` overflows float16 for ``x > 0.66``.
 
     Args:
         x (Tensor): (..., F, T).
         a (Tensor or float, optional): scalar, or (F,) when ``per_band``.
     """
+    if x.dtype in REDUCED_DTYPES:
+        out_dtype = x.dtype
+        if isinstance(a, torch.Tensor):
+            if a.ndim > 0:  # a dimensioned a promotes x, as in 10 ** a * x
+                out_dtype = torch.promote_types(out_dtype, a.dtype)
+            if a.dtype in REDUCED_DTYPES:
+                a = a.float()
+        return log1p_ref(x.float(), a, per_band).to(out_dtype)
     if a is not None:
         a = a[:, None] if per_band else a
         x = 10 ** a * x

@@ -7,6 +7,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from ._scalars import cached_scalar
+
 __all__ = ['pcen_smoother_ref', 'pcen_ref', 'pcen_parameters']
 
 
@@ -52,15 +54,34 @@ def pcen_ref(x: torch.Tensor, s: torch.Tensor, alpha: torch.Tensor, delta: torch
         s, alpha, delta, r (Tensor): (F,) effective parameters.
         eps (float): floor of the smoother.
         clamp (float, optional): lower bound applied to x.
+
+    float16 and bfloat16 (x or parameters) are computed in float32 (eps = 1e-12 is 0 in
+    float16, and ``M / eps`` overflows): x is clamped in its dtype (as ``x.clamp`` rounds
+    the bound), then everything runs in float32 (or float64 with float64 parameters) and the
+    result is rounded once to the result dtype.
+
     Returns:
-        Tensor: (..., F, T), same dtype as x.
+        Tensor: (..., F, T), x's dtype promoted with the parameters'.
     """
     if clamp is not None:
         x = x.clamp(min=clamp)
+    if x.dtype in _REDUCED or any(p.dtype in _REDUCED for p in (s, alpha, delta, r)
+                                  if isinstance(p, torch.Tensor)):
+        out_dtype = x.dtype
+        for p in (s, alpha, delta, r):
+            if isinstance(p, torch.Tensor):
+                out_dtype = torch.promote_types(out_dtype, p.dtype)
+        up = [p.float() if isinstance(p, torch.Tensor) and p.dtype in _REDUCED else p
+              for p in (s, alpha, delta, r)]
+        return pcen_ref(x.float() if x.dtype in _REDUCED else x, *up, eps, None).to(out_dtype)
     alpha = alpha[:, None]
     delta = delta[:, None]
     r = r[:, None]
     smoother = pcen_smoother_ref(x, s)
-    eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    # a cached device tensor: the same numbers as before, no host-to-device copy per call
+    eps = cached_scalar(eps, x.dtype, x)
     smoother = torch.exp(-alpha * (torch.log(eps) + torch.log1p(smoother / eps)))
     return (x * smoother + delta)**r - delta**r
+
+
+_REDUCED = (torch.float16, torch.bfloat16)

@@ -157,8 +157,11 @@ def tf_gabor_taps(kernel: torch.Tensor, kernel_size: int) -> torch.Tensor:
     Args:
         kernel (Tensor): (F, 2) constrained parameters.
     Returns:
-        Tensor: (2F, 1, K), ``[Re h_0, Im h_0, Re h_1, Im h_1, ...]``, for ``conv1d``.
+        Tensor: (2F, 1, K), ``[Re h_0, Im h_0, Re h_1, Im h_1, ...]``, for ``conv1d``; in
+        kernel's dtype (float16 and bfloat16 computed in float32: no complex half on the CPU).
     """
+    if kernel.dtype in (torch.float16, torch.bfloat16):
+        return tf_gabor_taps(kernel.float(), kernel_size).to(kernel.dtype)
     if is_exporting():  # no complex tensors in exported graphs: cos and sin
         re, im = gabor_taps_padded(kernel_size, kernel[:, 0], kernel[:, 1])
         return torch.stack([re, im], dim=1).reshape(-1, 1, kernel_size)

@@ -15,15 +15,30 @@ Ops and their signatures (all backends share them):
 - ``tf_gabor_filterbank``, ``tf_pcen``: the TF LEAF port's, see
   :func:`eleaf.functional.tf_leaf.tf_gabor_filterbank_ref` and ``tf_pcen_ref``.
 """
+import torch
+
 from ..functional import (grouped_gabor_filterbank_ref, log1p_ref, median_subtract_ref,
                           pcen_ref)
+from ..functional.compress import REDUCED_DTYPES
 from .backends import (BACKENDS, BackendUnavailableError, check_backend_name, component_backend,
                        register_impl, resolve_backend, select_impl)
 
 
 def log1p_median_ref(x, a, per_band: bool, median_filter: bool, append: bool):
     """``log1p(10^a x)`` (plain log1p for ``a=None``), then with ``median_filter`` the median
-    subtraction of :func:`eleaf.functional.median_subtract_ref`."""
+    subtraction of :func:`eleaf.functional.median_subtract_ref`.
+
+    float16 and bfloat16 are computed in float32 (``10^a x`` overflows float16), the median
+    included, and only the result is rounded: to x's dtype, or to its promotion with a
+    dimensioned ``a`` (as ``10 ** a * x``)."""
+    if median_filter and x.dtype in REDUCED_DTYPES:
+        out_dtype = x.dtype
+        if isinstance(a, torch.Tensor):
+            if a.ndim > 0:
+                out_dtype = torch.promote_types(out_dtype, a.dtype)
+            if a.dtype in REDUCED_DTYPES:
+                a = a.float()
+        return log1p_median_ref(x.float(), a, per_band, median_filter, append).to(out_dtype)
     x = log1p_ref(x, a, per_band)
     return median_subtract_ref(x, append) if median_filter else x
 

@@ -21,6 +21,7 @@ from typing import Optional
 
 import torch
 
+from ..functional._scalars import cached_scalar
 from .backends import cpp_status, register_impl
 
 __all__ = ['log1p_median_cpp', 'log1p_median_fwd', 'log1p_median_bwd', 'AVAILABLE']
@@ -97,7 +98,8 @@ def log1p_median_cpp(x: torch.Tensor, a, per_band: bool, median_filter: bool,
     """
     if a is not None:
         if not isinstance(a, torch.Tensor):
-            a = torch.tensor(float(a), dtype=torch.float64, device=x.device)
+            # one cached device tensor per value: no host-to-device copy per forward
+            a = cached_scalar(a, torch.float64, x)
         elif a.device != x.device and a.ndim == 0:
             a = a.to(x.device)
         # the reference's type promotion: a 0-dim a keeps x's dtype, a dimensioned one promotes

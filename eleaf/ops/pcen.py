@@ -73,6 +73,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..functional._scalars import cached_scalar
 from .backends import register_impl, use_custom_ops
 
 __all__ = ['pcen_fwd', 'pcen_bwd', 'pcen_triton', 'BLOCK_T', 'HAS_TRITON']
@@ -319,7 +320,12 @@ def pcen_triton(x: Tensor, s: Tensor, alpha: Tensor, delta: Tensor, r: Tensor, e
     F = x.shape[-2]
     params = []
     for p in (s, alpha, delta, r):
-        p = torch.as_tensor(p, device=x.device)
+        # as torch.as_tensor(p, device=x.device), but a Python number becomes a cached
+        # device tensor: no host-to-device copy per call
+        if not isinstance(p, Tensor):
+            p = cached_scalar(p, torch.get_default_dtype(), x)
+        elif p.device != x.device:
+            p = p.to(x.device)
         if p.dim() == 0 or (p.dim() == 1 and p.shape[0] == 1 and F != 1):
             p = p.reshape(1).expand(F)
         params.append(p)

@@ -49,6 +49,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..functional._scalars import cached_scalar
 from .backends import cpp_status, register_impl
 
 __all__ = ['pcen_cpp', 'pcen_fwd', 'pcen_bwd', 'check', 'AVAILABLE']
@@ -83,6 +84,14 @@ def check(device: torch.device, dtype: torch.dtype) -> Optional[str]:
     return None
 
 
+def _as_param(p, x: Tensor) -> Tensor:
+    """``torch.as_tensor(p, device=x.device)`` without a host-to-device copy per call for a
+    Python number (a cached tensor of the default dtype, as ``as_tensor`` makes)."""
+    if isinstance(p, Tensor):
+        return p if p.device == x.device else p.to(x.device)
+    return cached_scalar(p, torch.get_default_dtype(), x)
+
+
 def pcen_cpp(x: Tensor, s: Tensor, alpha: Tensor, delta: Tensor, r: Tensor, eps: float,
              clamp: Optional[float] = None) -> Tensor:
     """PCEN with the compiled CPU kernels: same signature, semantics and result dtype as
@@ -106,7 +115,7 @@ def pcen_cpp(x: Tensor, s: Tensor, alpha: Tensor, delta: Tensor, r: Tensor, eps:
     params = []
     dtype = x.dtype
     for name, p in (('s', s), ('alpha', alpha), ('delta', delta), ('r', r)):
-        p = torch.as_tensor(p, device=x.device)
+        p = _as_param(p, x)
         if p.dim() > 0:  # the reference's type promotion: dimensioned parameters promote x
             dtype = torch.promote_types(dtype, p.dtype)
         if p.dim() == 0 or (p.dim() == 1 and p.shape[0] == 1 and F != 1):

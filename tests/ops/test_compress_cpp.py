@@ -58,7 +58,12 @@ def ref_at_index(x, a, per_band, median_filter, append, idx):
 
 
 def check_selection(x, a, per_band, append, y, idx):
-    """idx and y of the op are torch.median's on the op's own log values, bit for bit."""
+    """idx and y of the op are torch.median's on the op's own log values, bit for bit
+    (float16/bfloat16: on its float32 log values, y rounded once)."""
+    out_dtype = y.dtype
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+        a = a.float() if a is not None and a.dtype in (torch.float16, torch.bfloat16) else a
     lg, _ = fwd_op(x, a, per_band, False, False)
     lg = lg.cpu()
     med = torch.median(lg, dim=-1)
@@ -69,7 +74,7 @@ def check_selection(x, a, per_band, append, y, idx):
         torch.isnan(m.squeeze(-1)), torch.isnan(med.values)), 'median values differ'
     if append and lg.ndim == 3:
         lg, m = lg[:, None], m[:, None]
-    expect = torch.cat((lg, lg - m), dim=1) if append else lg - m
+    expect = (torch.cat((lg, lg - m), dim=1) if append else lg - m).to(out_dtype)
     assert torch.equal(y.cpu(), expect) or torch.allclose(y.cpu(), expect, equal_nan=True,
                                                           rtol=0, atol=0), 'y != l - m bitwise'
 
