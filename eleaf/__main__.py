@@ -21,13 +21,32 @@ COMMANDS = {
 }
 
 
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def usage() -> str:
+    lines = ['usage: eleaf [--version] COMMAND [options]   (eleaf COMMAND --help: its options)',
+             '', 'commands:']
+    lines += ['  %-8s %s' % (name, text) for name, (_, text) in COMMANDS.items()]
+    return '\n'.join(lines)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ('-h', '--help') or argv[0] not in COMMANDS:
-        print('usage: eleaf COMMAND [options]\n\ncommands:')
-        for name, (_, text) in COMMANDS.items():
-            print('  %-8s %s' % (name, text))
-        return 0 if not argv or argv[0] in ('-h', '--help') else 2
+    if not argv or argv[0] in ('-h', '--help'):
+        print(usage())
+        return 0
+    if argv[0] in ('--version', '-V'):
+        print('eleaf %s' % _version())
+        return 0
+    if argv[0] not in COMMANDS:
+        print(usage(), file=sys.stderr)
+        what = 'option' if argv[0].startswith('-') else 'command'
+        print('eleaf: error: unknown %s %r (choose from %s)' % (
+            what, argv[0], ', '.join(COMMANDS)), file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     import importlib
     return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])

@@ -27,6 +27,7 @@ import traceback
 import torch
 
 from .. import bench as B
+from .options import HelpFormatter
 
 _BACKENDS = ('torch', 'triton', 'cpp')
 _MIN_SECONDS = 401 / B.SAMPLE_RATE  # one frame of the mel baseline
@@ -38,7 +39,7 @@ def _csv(text):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='eleaf bench',
+        prog='eleaf bench', formatter_class=HelpFormatter,
         description='Throughput and peak memory of every frontend on every backend that runs '
                     'here, relative to the mel baseline (SPEC §10): inference and the train '
                     'step, a table on stdout; see eleaf/bench.py for what is measured.',

@@ -15,13 +15,17 @@ __all__ = ['main', 'get_args_parser']
 
 def get_args_parser() -> argparse.ArgumentParser:
     from ..datasets.registry import NAMES
+    from .options import HelpFormatter
     p = argparse.ArgumentParser(prog='eleaf data', description="The EfficientLEAF paper's "
-                                "data sets: where they go, how to get them, what a copy holds.")
+                                "data sets: where they go, how to get them, what a copy holds.",
+                                formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest='command', required=True)
-    ls = sub.add_parser('list', help='the data sets, where they are expected, whether present')
+    ls = sub.add_parser('list', help='the data sets, where they are expected, whether present',
+                        formatter_class=HelpFormatter)
     ls.add_argument('--data-path', default='.', help='directory holding the data sets')
     pr = sub.add_parser('prepare', help='steps to obtain a data set; --download performs them '
-                                        'where possible; validates an existing copy')
+                                        'where possible; validates an existing copy',
+                        formatter_class=HelpFormatter)
     pr.add_argument('name', metavar='NAME', help='one of %s (any case)' % ', '.join(NAMES))
     pr.add_argument('--data-path', default='.', help='directory holding the data sets (as '
                                                      'for eleaf train)')

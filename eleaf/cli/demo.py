@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     parser.add_argument('--output', default='demo_out/eleaf_demo.png', help='PNG to write')
     parser.add_argument('--seconds', type=float, default=2.0, help='length of the signal')
-    parser.add_argument('--backend', default='auto', choices=('auto', 'torch', 'triton', 'cpp'))
+    parser.add_argument('--backend', default='auto', choices=('auto', 'torch', 'triton', 'cpp'),
+                        help='eleaf backend of every frontend')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     parser.add_argument('--min-calls', type=int, default=10,
                         help='timed calls of each frontend at least (after 2 warm-up calls); '

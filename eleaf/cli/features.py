@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..datasets.audio import AudioError, load_audio
-from .options import UsageError, parse_device
+from .options import HelpFormatter, UsageError, parse_device
 from ..train import checkpoint as ckpt_lib
 from ..train.data import loudness_normalization, split_windows
 from ..train.model import (MAX_FREQ, MIN_FREQ, N_FILTERS, SAMPLE_RATE, WINDOW_LEN,
@@ -51,7 +51,7 @@ FRONTEND_OPTIONS = ('frontend',) + tuple(OPTION_DEFAULTS)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog='eleaf features',
+        prog='eleaf features', formatter_class=HelpFormatter,
         description='Frontend features of audio files (16 kHz mono, loudness-normalised as in '
                     'training, eval mode) as .npy files: (C, F, T) per file, or (N, C, F, T) '
                     'with --chunk. Model options left out are those of --checkpoint, or the '
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'dropped, a file shorter than one chunk zero-padded) and write their '
                         'features stacked, (N, C, F, T); default: the whole file at once')
     p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
-    p.add_argument('--backend', default='auto', choices=('auto', 'torch', 'triton', 'cpp'))
+    p.add_argument('--backend', default='auto', choices=('auto', 'torch', 'triton', 'cpp'),
+                   help='eleaf backend of the frontend')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
                    help='tqdm progress bar over the files')
 
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='default: EfficientLeaf, or the checkpoint\'s')
     g.add_argument('--compression', choices=('PCEN', 'TBN'),
                    help='default: PCEN for Leaf, TBN (LogTBN) otherwise')
-    g.add_argument('--pcen-learn-logs', action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument('--pcen-learn-logs', action=argparse.BooleanOptionalAction, default=None,
+                   help='PCEN: parameters learned as logarithms (default: no)')
     g.add_argument('--log1p-initial-a', type=float, help='LogTBN: a of log(1 + 10**a x) '
                                                          '(default: 5)')
     g.add_argument('--log1p-trainable', action=argparse.BooleanOptionalAction, default=None,

@@ -1,4 +1,5 @@
 """``eleaf info``: versions, devices and the backend table."""
+import argparse
 import platform
 
 import torch
@@ -20,7 +21,15 @@ def backend_table() -> str:
     return '\n'.join(lines)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    from .options import HelpFormatter
+    return argparse.ArgumentParser(prog='eleaf info', formatter_class=HelpFormatter,
+                                   description='Versions of eleaf, torch and Python, the '
+                                               'devices, and which backend runs which op here.')
+
+
 def main(args=None) -> int:
+    build_parser().parse_args(args)
     import eleaf
     print('eleaf %s, torch %s, Python %s, %s' % (eleaf.__version__, torch.__version__,
                                                platform.python_version(), platform.machine()))

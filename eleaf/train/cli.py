@@ -21,12 +21,13 @@ import torch
 from . import checkpoint as ckpt_lib
 from . import data as data_lib
 from . import runlock
-from ..cli.options import UsageError, parse_device
+from ..cli.options import HelpFormatter, UsageError, parse_device
 from .distributed import (DistInfo, all_reduce_sum, average_buffers, barrier, broadcast_object,
                           cleanup, gather_objects, init_distributed)
 from .logs import RunLog, write_json
 from .loop import EpochState, StopFlag, TrainingDiverged, evaluate, train_one_epoch
 from .model import MODEL_OPTIONS, EncoderUnavailableError, build_model
+from .presets import PRESETS, expand_preset
 
 __all__ = ['get_args_parser', 'main', 'run', 'eval_main', 'UsageError', 'Interrupted']
 
@@ -36,7 +37,7 @@ logger = logging.getLogger('eleaf.train')
 RUNTIME_OPTIONS = frozenset((
     'resume', 'trust_checkpoint', 'device', 'num_workers', 'pin_mem', 'progress',
     'tensorboard', 'dist_url', 'cudnn_benchmark', 'backend', 'extract_frontend',
-    'compare_frontends', 'checkpoint', 'split', 'output', 'break_lock'))
+    'compare_frontends', 'checkpoint', 'split', 'output', 'break_lock', 'preset'))
 
 #: options that only decide which data is read (also taken from a checkpoint in eval)
 DATA_OPTIONS = ('data_set', 'data_path', 'input_size', 'num_classes', 'synthetic_size',
@@ -73,12 +74,13 @@ def get_args_parser(eval_mode: bool = False) -> argparse.ArgumentParser:
                    'Train and test an audio classifier with a LEAF, EfficientLEAF or mel '
                    'frontend (the EfficientLEAF paper\'s recipe).')
     p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     if eval_mode:
         p.add_argument('--checkpoint', required=True, metavar='FILE',
                        help='checkpoint to test (eleaf train or original main.py format); the '
                             'options of an eleaf checkpoint are its own unless given here')
-        p.add_argument('--split', default='test', choices=('val', 'test', 'both'))
+        p.add_argument('--split', default='test', choices=('val', 'test', 'both'),
+                       help='split(s) to test on')
         p.add_argument('--output', default='', metavar='JSON',
                        help='also write the metrics to this JSON file')
     else:
@@ -99,7 +101,8 @@ def get_args_parser(eval_mode: bool = False) -> argparse.ArgumentParser:
     g.add_argument('--trust-checkpoint', action='store_true',
                    help='load checkpoints holding arbitrary pickled objects (only files you '
                         'trust)')
-    g.add_argument('--cudnn-benchmark', action=argparse.BooleanOptionalAction, default=False)
+    g.add_argument('--cudnn-benchmark', action=argparse.BooleanOptionalAction, default=False,
+                   help='torch.backends.cudnn.benchmark')
     g.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True,
                    help='tqdm progress bars (if tqdm is installed)')
     if not eval_mode:
@@ -117,7 +120,7 @@ def get_args_parser(eval_mode: bool = False) -> argparse.ArgumentParser:
                        help='init_method of the process group under torchrun')
 
     g = p.add_argument_group('training')
-    g.add_argument('--batch-size', default=256, type=int)
+    g.add_argument('--batch-size', default=256, type=int, help='recordings per training batch')
     g.add_argument('--batch-size-eval', default=0, type=int,
                    help='recordings per evaluation batch (0: --batch-size); windows are '
                         'forwarded at most --batch-size-eval or --batch-size at a time')
@@ -126,13 +129,16 @@ def get_args_parser(eval_mode: bool = False) -> argparse.ArgumentParser:
         g.add_argument('--lr', default=1e-3, type=float, help='Adam learning rate')
         g.add_argument('--frontend-lr-factor', default=1., type=float,
                        help='learning rate factor of the frontend')
-        g.add_argument('--adam-eps', default=1e-8, type=float)
+        g.add_argument('--adam-eps', default=1e-8, type=float, help="Adam's eps")
         g.add_argument('--scheduler', action=argparse.BooleanOptionalAction, default=True,
                        help='ReduceLROnPlateau on the mean validation loss; training stops '
                             'when the lr falls below --min-lr')
-        g.add_argument('--scheduler-factor', default=0.1, type=float)
-        g.add_argument('--patience', default=10, type=int, metavar='EPOCHS')
-        g.add_argument('--min-lr', default=1e-5, type=float)
+        g.add_argument('--scheduler-factor', default=0.1, type=float,
+                       help='learning rate factor at each decay')
+        g.add_argument('--patience', default=10, type=int, metavar='EPOCHS',
+                       help='epochs without a lower validation loss before a decay')
+        g.add_argument('--min-lr', default=1e-5, type=float,
+                       help='stop when the learning rate falls below this')
 
     g = p.add_argument_group('data')
     g.add_argument('--data-set', default='synthetic',
@@ -141,8 +147,10 @@ def get_args_parser(eval_mode: bool = False) -> argparse.ArgumentParser:
                         % ', '.join(data_lib.PAPER_DATASETS))
     g.add_argument('--data-path', default='',
                    help='directory holding the data sets (see docs/datasets.md)')
-    g.add_argument('--num-workers', '--num_workers', default=0, type=int, dest='num_workers')
-    g.add_argument('--pin-mem', action=argparse.BooleanOptionalAction, default=False)
+    g.add_argument('--num-workers', '--num_workers', default=0, type=int, dest='num_workers',
+                   help='data loader worker processes (0: in the main process)')
+    g.add_argument('--pin-mem', action=argparse.BooleanOptionalAction, default=False,
+                   help="the data loader's pin_memory")
     g.add_argument('--input-size', default=16000, type=int,
                    help='input length in samples (16 kHz): training crops and evaluation '
                         'windows')
@@ -162,12 +170,21 @@ def get_args_parser(eval_mode: bool = False) -> argparse.ArgumentParser:
     g.add_argument('--model-name', default='default',
                    help='run name (may contain slashes)')
 
-    g = p.add_argument_group('model')
-    g.add_argument('--frontend', default='Leaf', choices=('Leaf', 'EfficientLeaf', 'Mel'))
+    g = p.add_argument_group('model', "the defaults are the original main.py's; --preset "
+                                      "gives the paper's configurations")
+    if not eval_mode:
+        g.add_argument('--preset', choices=tuple(PRESETS),
+                       help="one of the paper's configurations (40 filters), the options "
+                            "given override its own: %s" % '; '.join(
+                                '%s = %s' % (k, ' '.join(v)) for k, v in PRESETS.items()))
+    g.add_argument('--frontend', default='Leaf', choices=('Leaf', 'EfficientLeaf', 'Mel'),
+                   help='frontend of the classifier')
     g.add_argument('--encoder', default='efficientnet', choices=('efficientnet', 'small'),
                    help="efficientnet: the paper's EfficientNet-b0 (needs efficientnet_pytorch); "
                         'small: a 4-layer CNN for quick CPU runs')
-    g.add_argument('--compression', default='PCEN', choices=('PCEN', 'TBN'))
+    g.add_argument('--compression', default='PCEN', choices=('PCEN', 'TBN'),
+                   help='PCEN, or TBN: log1p and temporal batch norm (LogTBN with the '
+                        '--log1p-* and --tbn-* options)')
     g.add_argument('--pcen-learn-logs', action='store_true',
                    help='learn the logarithms of the PCEN parameters')
     g.add_argument('--log1p-initial-a', default=0., type=float,
@@ -619,7 +636,7 @@ USER_ERRORS = (UsageError, data_lib.DataError, ckpt_lib.CheckpointError,
 def main(argv=None) -> int:
     """``eleaf train`` / ``python -m eleaf.train``; returns the exit status (0 done, 1
     diverged, 2 bad options or checkpoint, 130 interrupted by Ctrl-C)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = expand_preset(sys.argv[1:] if argv is None else list(argv))
     parser = get_args_parser()
     args = parser.parse_args(argv)
     explicit = explicit_options(parser, argv)
