@@ -222,6 +222,8 @@ setup(
         'export': ['onnx', 'onnxruntime', 'onnxscript'],
         'dev': ['pytest', 'pytest-benchmark', 'hypothesis', 'onnx', 'onnxruntime', 'onnxscript'],
         'plot': ['matplotlib'],
+        # eleaf features: reading and resampling audio files
+        'features': ['soundfile', 'scipy'],
     },
     entry_points={'console_scripts': ['eleaf=eleaf.__main__:main']},
     ext_modules=ext_modules,

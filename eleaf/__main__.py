@@ -49,7 +49,15 @@ def main(argv=None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     import importlib
-    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    try:
+        return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    except ImportError as exc:  # an optional package: one line naming the extra
+        from .cli.options import install_hint, missing_dependency
+        module = missing_dependency(exc)
+        if module is None:
+            raise
+        print('eleaf %s: error: %s' % (argv[0], install_hint(None, module)), file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

@@ -27,7 +27,7 @@ import traceback
 import torch
 
 from .. import bench as B
-from .options import HelpFormatter
+from .options import HelpFormatter, install_hint
 
 _BACKENDS = ('torch', 'triton', 'cpp')
 _MIN_SECONDS = 401 / B.SAMPLE_RATE  # one frame of the mel baseline
@@ -134,7 +134,7 @@ def _check_args(parser, args):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            parser.error('--plot needs matplotlib: pip install matplotlib')
+            parser.error(install_hint('--plot', 'matplotlib'))
     for path in (args.json, args.plot):
         if path:
             folder = os.path.dirname(os.path.abspath(path))

@@ -11,7 +11,6 @@ Examples::
     eleaf features --checkpoint outputs/models/run/net_best_model.pth --chunk 1 a.wav
 """
 import argparse
-import importlib.util
 import math
 import os
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from ..datasets.audio import AudioError, load_audio
-from .options import HelpFormatter, UsageError, parse_device
+from .options import HelpFormatter, UsageError, parse_device, require
 from ..train import checkpoint as ckpt_lib
 from ..train.data import loudness_normalization, split_windows
 from ..train.model import (MAX_FREQ, MIN_FREQ, N_FILTERS, SAMPLE_RATE, WINDOW_LEN,
@@ -242,8 +241,9 @@ def _check(args):
             raise UsageError('--chunk must be a positive number of seconds, got %r'
                              % args.chunk)
         args.chunk = max(1, int(round(args.chunk * SAMPLE_RATE)))
-    if args.png and importlib.util.find_spec('matplotlib') is None:
-        raise UsageError('--png needs matplotlib: pip install matplotlib')
+    require('reading audio files', 'soundfile', 'scipy')
+    if args.png:
+        require('--png', 'matplotlib')
     if args.output_dir:
         os.makedirs(args.output_dir, exist_ok=True)
 

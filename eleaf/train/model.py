@@ -98,8 +98,8 @@ def build_encoder(args, in_channels: int) -> nn.Module:
         from efficientnet_pytorch import EfficientNet
     except ImportError as exc:
         raise EncoderUnavailableError(
-            '--encoder efficientnet needs the efficientnet_pytorch package (%s): pip install '
-            'efficientnet_pytorch, or use --encoder small' % exc) from None
+            "--encoder efficientnet needs the package efficientnet_pytorch (%s): pip install "
+            "'eleaf[train]', or use --encoder small" % exc) from None
     encoder = EfficientNet.from_name('efficientnet-b0', include_top=False,
                                      in_channels=in_channels)
     encoder._avg_pooling = nn.Identity()

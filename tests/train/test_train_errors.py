@@ -85,7 +85,7 @@ def test_missing_efficientnet_package(tmp_path, capsys, monkeypatch):
     argv[argv.index('small')] = 'efficientnet'
     assert cli.main(argv) == 2
     msg = _error(capsys)
-    assert 'pip install efficientnet_pytorch' in msg and '--encoder small' in msg
+    assert "pip install 'eleaf[train]'" in msg and '--encoder small' in msg
 
 
 def _patch_model(monkeypatch, bad):
