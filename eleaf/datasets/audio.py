@@ -2,10 +2,15 @@
 
 Units: sample rates in Hz, lengths in samples (at the requested rate).
 """
+import errno
 import math
+import os
+import stat
 from typing import Optional
 
 import numpy as np
+
+from .text import display, fs_path
 
 __all__ = ['AudioError', 'load_audio', 'check_audio']
 
@@ -17,7 +22,7 @@ class AudioError(Exception):
     non-finite samples. ``path`` is the file, ``reason`` says why."""
 
     def __init__(self, path: str, reason: str):
-        super().__init__('cannot read %s: %s' % (path, reason))
+        super().__init__('cannot read %s: %s' % (display(path), reason))
         self.path = path
         self.reason = reason
 
@@ -31,16 +36,48 @@ def _soundfile():
     return soundfile
 
 
+def _os_reason(path: str, exc: OSError) -> str:
+    """What an OSError from stat/open of ``path`` means, in words."""
+    if exc.errno == errno.ENOENT:
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return 'a broken symbolic link (to %s, which does not exist)' % display(
+                    os.readlink(path))
+        except OSError:
+            pass
+        return 'no such file'
+    if exc.errno == errno.ELOOP:
+        return 'a symbolic link loop (too many levels of symbolic links)'
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return 'permission denied (check the file\'s read permission)'
+    name = errno.errorcode.get(exc.errno, '')
+    return '%s%s' % (exc.strerror or type(exc).__name__, ' (%s)' % name if name else '')
+
+
 def _reason(path: str, exc: Exception) -> str:
-    """Why ``path`` could not be opened: a Git LFS pointer (a clone without ``git lfs``) or
-    the reader's message."""
+    """Why ``path`` could not be opened, in words: what the file system says (missing, a
+    broken link, a link loop, a directory, no permission, empty), a Git LFS pointer (a clone
+    without ``git lfs``), or else the reader's message (libsndfile's "System error." alone
+    says nothing)."""
     try:
-        with open(path, 'rb') as f:
+        info = os.stat(fs_path(path))
+    except OSError as err:
+        return _os_reason(path, err)
+    if stat.S_ISDIR(info.st_mode):
+        return 'a directory, not an audio file'
+    if info.st_size == 0:
+        return 'an empty file (0 bytes)'
+    try:
+        with open(fs_path(path), 'rb') as f:
             if f.read(len(_LFS_POINTER)) == _LFS_POINTER:
                 return 'a Git LFS pointer, not audio (fetch the file with git lfs pull)'
-    except OSError:
-        pass
-    return getattr(exc, 'error_string', None) or str(exc) or type(exc).__name__
+    except OSError as err:
+        return _os_reason(path, err)
+    text = getattr(exc, 'error_string', None) or str(exc) or type(exc).__name__
+    if text.strip().rstrip('.').lower() == 'system error':
+        text = 'the audio reader (libsndfile) failed with a system error on this %d-byte file' \
+            % info.st_size
+    return text
 
 
 def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -69,7 +106,7 @@ def load_audio(path: str, sample_rate: int, mono: bool = True,
     """
     sf = _soundfile()
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(fs_path(path)) as f:
             rate = f.samplerate
             frames = -1 if max_length is None else math.ceil(max_length * rate / sample_rate)
             x = f.read(frames, dtype='float32', always_2d=True)  # (L, C)
@@ -94,7 +131,7 @@ def check_audio(path: str) -> None:
     sample (a quick check: the samples themselves are not decoded)."""
     sf = _soundfile()
     try:
-        info = sf.info(path)
+        info = sf.info(fs_path(path))
     except Exception as exc:
         raise AudioError(path, _reason(path, exc)) from exc
     if info.frames <= 0:

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from .errors import DataError
 from .audio import AudioError, load_audio
 from .splits import SPLITS
+from .text import display
 
 __all__ = ['Record', 'Collection', 'AudioDataset', 'missing', 'require', 'split_records',
            'make_splits']
@@ -101,7 +102,7 @@ class AudioDataset(Dataset):
         except AudioError as exc:
             self.unreadable[path] = exc.reason
             logger.warning('%s: skipping unreadable file %s (%s); %s (%d unreadable file(s) '
-                           'so far)', self.name or 'data set', path, exc.reason,
+                           'so far)', self.name or 'data set', display(path), exc.reason,
                            'the evaluation leaves it out' if self.skip_unreadable else
                            'its items are replaced by the next readable recording',
                            len(self.unreadable))
@@ -120,14 +121,15 @@ class AudioDataset(Dataset):
                 return x, self.records[j].label
         raise DataError('%s: none of its %d recordings is readable (e.g. %s: %s)'
                         % (self.name or 'data set', len(self.records),
-                           self.records[index].path, self.unreadable[self.records[index].path]))
+                           display(self.records[index].path),
+                           self.unreadable[self.records[index].path]))
 
 
 def missing(name: str, what: str, path: str) -> DataError:
     """The one-line DataError of a data set ``name`` whose ``what`` is not at ``path``."""
     return DataError('%s not found: expected %s at %s (see `eleaf data prepare %s '
                      '--data-path DIR` for how to get it)'
-                     % (name, what, os.path.abspath(path), name))
+                     % (name, what, display(os.path.abspath(path)), name))
 
 
 def require(path: str, name: str, what: str, kind: str = 'dir') -> str:

@@ -19,6 +19,7 @@ import os
 from .errors import DataError
 from .base import Collection, Record, make_splits, require, split_records
 from .splits import split_groups
+from .text import open_text
 
 NAME = 'BIRDCLEF2021'
 SUBDIR = 'birdclef2021'
@@ -38,7 +39,7 @@ def collect(data_path: str) -> Collection:
     root = require(location(data_path), NAME, 'the unpacked Kaggle birdclef-2021.zip')
     path = require(os.path.join(root, METADATA), NAME, 'the metadata table', kind='file')
     require(os.path.join(root, AUDIO_DIR), NAME, 'the recordings directory')
-    with open(path, newline='', encoding='utf-8') as f:
+    with open_text(path, newline='') as f:
         rows = list(csv.DictReader(f))
     needed = {'primary_label', 'author', 'filename'}
     if not rows or not needed <= set(rows[0]):

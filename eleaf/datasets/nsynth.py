@@ -17,6 +17,7 @@ import os
 
 from .errors import DataError
 from .base import Collection, Record, make_splits, require
+from .text import open_text
 
 #: instrument families in label order (NSynth's ``instrument_family`` numbers)
 INSTRUMENT_FAMILIES = ('bass', 'brass', 'flute', 'guitar', 'keyboard', 'mallet', 'organ',
@@ -48,7 +49,7 @@ def collect(data_path: str, name: str = 'NSYNTH_PITCH') -> Collection:
                             'the unpacked %s.jsonwav.tar.gz' % subdir)
         path = require(os.path.join(directory, 'examples.json'), name,
                        'the note list of %s' % subdir, kind='file')
-        with open(path) as f:
+        with open_text(path) as f:
             examples = json.load(f)
         records = []
         for note, attrs in examples.items():

@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 from .errors import DataError
 from . import birdclef2021, crema_d, nsynth, registry, speechcommands, voxforge
 from .audio import AudioError, check_audio
+from .text import display, open_text, printable
 from .splits import SPLITS
 
 __all__ = ['DownloadError', 'Remote', 'GUIDES', 'steps', 'downloadable', 'download', 'unpack',
@@ -145,7 +146,7 @@ def steps(name: str, data_path: str) -> str:
     lines = ['%s: %s; %s' % (name, guide.title, guide.classes),
              'expected at %s' % os.path.abspath(registry.location(name, data_path))]
     lines += ['  %d. %s' % (i, s) for i, s in enumerate(guide.steps(data_path), 1)]
-    return '\n'.join(lines)
+    return printable('\n'.join(lines))
 
 
 def downloadable(name: str) -> bool:
@@ -288,7 +289,7 @@ def read_checksum_list(path: str) -> List[Remote]:
     """The entries of a tensorflow_datasets checksum list: lines ``URL SIZE SHA256 [NAME]``
     separated by white space."""
     entries = []
-    with open(path) as f:
+    with open_text(path) as f:
         for number, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
@@ -432,7 +433,7 @@ def format_report(report: Report, max_files: int = 20) -> str:
     files (the first ``max_files``)."""
     width = max([len('total')] + [len(c) for c in report.classes])
     lines = ['%s at %s: %d recordings (%s), %d classes'
-             % (report.name, report.location, sum(report.total(s) for s in SPLITS),
+             % (report.name, display(report.location), sum(report.total(s) for s in SPLITS),
                 ', '.join('%s %d' % (s, report.total(s)) for s in SPLITS),
                 len(report.classes)),
              '  %-*s %8s %8s %8s' % ((width,) + ('class',) + SPLITS)]
@@ -447,7 +448,8 @@ def format_report(report: Report, max_files: int = 20) -> str:
                                              'recording in training and leaves them out of '
                                              'the evaluation)' if report.unreadable
                                              else ''))
-    lines += ['  %s: %s' % item for item in report.unreadable[:max_files]]
+    lines += ['  %s: %s' % (display(path), display(reason))
+              for path, reason in report.unreadable[:max_files]]
     if len(report.unreadable) > max_files:
         lines.append('  ... and %d more' % (len(report.unreadable) - max_files))
-    return '\n'.join(lines)
+    return printable('\n'.join(lines))

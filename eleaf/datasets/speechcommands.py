@@ -16,6 +16,7 @@ import glob
 import os
 from .errors import DataError
 from .base import Collection, Record, make_splits, require
+from .text import read_lines
 
 NAME = 'SPEECHCOMMANDS'
 
@@ -49,8 +50,8 @@ def collect(data_path: str) -> Collection:
     for split, filename in LISTS.items():
         path = require(os.path.join(root, filename), NAME, 'the split list ' + filename,
                        kind='file')
-        with open(path) as f:
-            listed[split] = [line.strip().replace(os.sep, '/') for line in f if line.strip()]
+        listed[split] = [line.strip().replace(os.sep, '/')
+                         for line in read_lines(path, NAME) if line.strip()]
     excluded = set(listed['val']) | set(listed['test'])
     train = sorted(rel for rel in (os.path.relpath(p, root).replace(os.sep, '/')
                                    for p in glob.glob(os.path.join(root, '*', '*.wav')))

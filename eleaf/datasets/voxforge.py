@@ -25,6 +25,7 @@ from typing import List, NamedTuple
 from .errors import DataError
 from .base import Collection, Record, make_splits, missing, require, split_records
 from .splits import split_groups
+from .text import open_text
 
 NAME = 'VOXFORGE'
 
@@ -51,7 +52,7 @@ class Session(NamedTuple):
 def read_url_list(path: str) -> List[Session]:
     """The sessions of ``voxforge_urls.txt``, in file order."""
     sessions = []
-    with open(path) as f:
+    with open_text(path) as f:
         for number, line in enumerate(f, 1):
             url = line.strip().replace('"', '').replace("'", '')
             if not url:
