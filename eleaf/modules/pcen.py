@@ -12,17 +12,28 @@ from . import _validate as V
 __all__ = ['PCEN']
 
 
+#: the largest initial delta (the offset before the root; the PCEN papers use 2)
+MAX_PCEN_DELTA = 1e6
+#: the smallest root exponent r (a 1000th root; 1 / r must be a float32 number)
+MIN_PCEN_R = 1e-3
+#: the smallest eps (it must stay a positive float32 number)
+MIN_PCEN_EPS = 1e-30
+
+
 def _check_pcen_args(num_bands, s, alpha, delta, r, eps, learn_logs, clamp):
-    """PCEN's ranges: s in (0, 1] (the smoother's weight), alpha >= 0, delta >= 0, r > 0
-    (strictly positive for all three with ``learn_logs``, which stores their logs),
-    eps > 0, clamp None or >= 0."""
+    """PCEN's ranges: s in (0, 1] (the smoother's weight), alpha in [0, 1] (the gain
+    exponent; the forward clamps it to 1 without ``learn_logs``, and with them a larger one
+    overflows), delta in [0, 1e6], r in [1e-3, 1] (the root exponent; likewise), eps in
+    [1e-30, 1],
+    clamp None or >= 0; alpha and delta strictly positive with ``learn_logs``, which stores
+    their logs."""
     V.check_int('PCEN', 'num_bands', num_bands, 1, None)
     learn_logs = V.check_bool('PCEN', 'learn_logs', learn_logs)
     V.check_real('PCEN', 's', s, 0, 1, low_open=True)
-    V.check_real('PCEN', 'alpha', alpha, 0, None, low_open=learn_logs)
-    V.check_real('PCEN', 'delta', delta, 0, None, low_open=learn_logs)
-    V.check_real('PCEN', 'r', r, 0, None, low_open=True)
-    V.check_real('PCEN', 'eps', eps, 0, None, low_open=True)
+    V.check_real('PCEN', 'alpha', alpha, 0, 1, low_open=learn_logs)
+    V.check_real('PCEN', 'delta', delta, 0, MAX_PCEN_DELTA, low_open=learn_logs)
+    V.check_real('PCEN', 'r', r, MIN_PCEN_R, 1)
+    V.check_real('PCEN', 'eps', eps, MIN_PCEN_EPS, 1)
     V.check_optional_real('PCEN', 'clamp', clamp, low=0)
 
 

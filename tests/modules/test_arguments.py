@@ -167,11 +167,14 @@ def test_mel_window_stride_zero_is_not_a_hop_of_one():
     (dict(num_bands=0), ['PCEN: num_bands must be an integer >= 1, got 0']),
     (dict(num_bands=4, s=0), ['PCEN: s must be in (0, 1], got 0']),
     (dict(num_bands=4, s=1.5), ['s must be in (0, 1], got 1.5']),
-    (dict(num_bands=4, alpha=0), ['PCEN: alpha must be > 0, got 0']),  # log(0) with learn_logs
-    (dict(num_bands=4, alpha=-1, learn_logs=False), ['alpha must be >= 0, got -1']),
-    (dict(num_bands=4, delta=-1, learn_logs=False), ['delta must be >= 0, got -1']),
-    (dict(num_bands=4, r=0, learn_logs=False), ['r must be > 0, got 0']),
-    (dict(num_bands=4, eps=0), ['eps must be > 0, got 0']),
+    (dict(num_bands=4, alpha=0), ['PCEN: alpha must be in (0, 1], got 0']),  # log(0)
+    (dict(num_bands=4, alpha=-1, learn_logs=False), ['alpha must be in [0, 1], got -1']),
+    (dict(num_bands=4, alpha=1e5), ['alpha must be in (0, 1], got 100000.0']),  # overflow
+    (dict(num_bands=4, delta=-1, learn_logs=False), ['delta must be in [0, 1000000], got -1']),
+    (dict(num_bands=4, r=0, learn_logs=False), ['r must be in [0.001, 1], got 0']),
+    (dict(num_bands=4, r=2.), ['r must be in [0.001, 1], got 2.0']),  # the forward makes it 1
+    (dict(num_bands=4, r=1e-308), ['got 1e-308']),  # 1 / r overflows float32
+    (dict(num_bands=4, eps=0), ['eps must be in [1e-30, 1], got 0']),
     (dict(num_bands=4, clamp=-1e-5), ['clamp must be >= 0, got -1e-05']),
     (dict(num_bands=4, learn_logs='yes'), ["learn_logs must be True or False, got 'yes'"]),
 ])
@@ -182,7 +185,7 @@ def test_pcen_arguments(kwargs, fragments):
 def test_pcen_valid_edges():
     x = torch.rand(2, 4, 30)
     for kw in (dict(s=1.0), dict(alpha=0., learn_logs=False), dict(delta=0., learn_logs=False),
-               dict(clamp=0.), dict(r=5.)):
+               dict(clamp=0.), dict(r=1.), dict(delta=1e6, eps=1.)):
         y = eleaf.PCEN(4, **kw)(x)
         assert torch.isfinite(y).all(), kw
 
@@ -363,3 +366,49 @@ def test_fuzz_covers_both_outcomes():
     collect()
     assert seen == {(c, o) for c in ('EfficientLeaf', 'Leaf', 'Mel')
                     for o in ('ok', 'ValueError')}, seen
+
+
+@st.composite
+def compression_configs(draw):
+    """PCEN or LogTBN arguments near and beyond their ranges."""
+    wild = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), ANY_NUMBER)
+    if draw(st.booleans()):
+        kw = dict(num_bands=draw(st.integers(1, 12)),
+                  s=draw(st.one_of(st.floats(1e-4, 1.), wild)),
+                  alpha=draw(st.one_of(st.floats(1e-3, 1.), wild)),
+                  delta=draw(st.one_of(st.floats(1e-3, 1e6), wild)),
+                  r=draw(st.one_of(st.floats(1e-3, 1.), wild)),
+                  eps=draw(st.one_of(st.sampled_from([1e-12, 1e-6, 1.]), wild)),
+                  learn_logs=draw(st.booleans()),
+                  clamp=draw(st.sampled_from([None, 0., 1e-5, -1.])))
+        return eleaf.PCEN, kw
+    median = draw(st.booleans())
+    kw = dict(num_bands=draw(st.integers(1, 12)),
+              a=draw(st.one_of(st.floats(-30., 30.), wild)),
+              trainable=draw(st.booleans()), per_band=draw(st.booleans()),
+              median_filter=median,
+              append_filtered=draw(st.booleans()) if median else draw(st.sampled_from(
+                  [False, False, True])))
+    return eleaf.LogTBN, kw
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(compression_configs(), st.sampled_from([1e-8, 1., 1e4]))
+def test_fuzz_compression_arguments(drawn, scale):
+    """Finite non-negative energies (up to 1e4, float32) give finite output and gradients, or
+    the constructor raises ValueError."""
+    cls, kw = drawn
+    try:
+        module = cls(**kw)
+    except ValueError as exc:
+        assert str(exc) and len(str(exc).splitlines()) == 1
+        return
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(3, kw['num_bands'], 9, generator=g) * scale).requires_grad_()
+    y = module(x)
+    assert torch.isfinite(y).all(), kw
+    y.square().mean().backward()
+    assert torch.isfinite(x.grad).all(), kw
+    for name, p in module.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), (name, kw)
