@@ -332,6 +332,16 @@ def _unlink_quietly(path: str):
         pass
 
 
+def _remove_dead_private_files(path: str):
+    """Remove the private files (``LOCK.HOST.PID.tmp``) that runners of this host killed
+    while writing a lock left behind."""
+    prefix = '%s.%s.' % (path, socket.gethostname())
+    for tmp in glob.glob(glob.escape(prefix) + '*.tmp'):
+        pid = tmp[len(prefix):-len('.tmp')]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            _unlink_quietly(tmp)
+
+
 class LockError(OSError):
     """The lock could not be created (a full disk, no permission)."""
 
@@ -350,6 +360,7 @@ def acquire_lock(path: str, steal_stale: bool = False):
         raise LockError('cannot create the lock %s: %s' % (path, exc)) from exc
     if steal_stale:
         _remove_stale(path)
+    _remove_dead_private_files(path)
     info = dict(_process_info(),
                 started=datetime.datetime.now().isoformat(timespec='seconds'))
     try:

@@ -16,6 +16,7 @@ hard-linked to the lock's name (which fails when a lock exists, also on NFS), so
 never seen half-written.
 """
 import datetime
+import glob
 import json
 import os
 import socket
@@ -146,6 +147,16 @@ def _write_private(path: str, info: dict) -> str:
     return tmp
 
 
+def _remove_dead_private_files(path: str):
+    """Remove the private files (``train.lock.HOST.PID.tmp``) of runs of this host that were
+    killed while writing the lock."""
+    prefix = '%s.%s.' % (path, socket.gethostname())
+    for tmp in glob.glob(glob.escape(prefix) + '*.tmp'):
+        pid = tmp[len(prefix):-len('.tmp')]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            _unlink(tmp)
+
+
 def _remove(path: str, identity) -> bool:
     """Remove the lock ``path`` if it is still the file ``identity``: renamed aside first,
     so that a lock another run created meanwhile is put back."""
@@ -202,6 +213,7 @@ def acquire(model_dir: str, break_lock: bool = False, argv=None) -> RunLock:
         info.update(pid_start=start, boot_id=boot)
     try:
         os.makedirs(model_dir, exist_ok=True)
+        _remove_dead_private_files(path)
         tmp = _write_private(path, info)
     except OSError as exc:
         raise RunLockedError('cannot create the run lock %s: %s' % (path, exc)) from None

@@ -375,6 +375,20 @@ def test_full_disk_while_taking_a_lock_leaves_no_lock(tmp_path, fake, monkeypatc
     assert run.acquire_lock(lock) is not None and run.read_lock(lock)['pid'] == os.getpid()
 
 
+def test_private_files_of_killed_runners_are_removed(tmp_path):
+    path = str(tmp_path / 'models' / 'x' / run.LOCK_NAME)
+    os.makedirs(os.path.dirname(path))
+    host = socket.gethostname()
+    dead = '%s.%s.%d.tmp' % (path, host, _dead_pid())
+    alive = '%s.%s.%d.tmp' % (path, host, os.getppid())  # a live process's: kept
+    other = '%s.elsewhere.%d.tmp' % (path, _dead_pid())  # another host's: kept
+    for p in (dead, alive, other):
+        open(p, 'w').close()
+    assert run.acquire_lock(path) is not None
+    assert sorted(os.listdir(os.path.dirname(path))) == sorted(
+        os.path.basename(p) for p in (path, alive, other))
+
+
 def test_full_disk_while_updating_the_lock_keeps_it(tmp_path, monkeypatch, capsys):
     path = str(tmp_path / 'models' / 'x' / run.LOCK_NAME)
     info = run.acquire_lock(path)

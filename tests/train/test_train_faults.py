@@ -190,6 +190,9 @@ def test_killed_save_leftovers_are_removed(tmp_path, capsys):
     os.makedirs(d)
     leftovers = [os.path.join(d, '.net_checkpoint.pth.k2j4_x9a.tmp'),
                  os.path.join(d, '.net_best_model.pth.abcdefgh.tmp')]
+    lock_tmp = os.path.join(d, '%s.%s.%d.tmp' % (runlock.LOCK_NAME, socket.gethostname(),
+                                                 _dead_pid()))
+    open(lock_tmp, 'w').close()  # a run killed while writing its lock
     keep = [os.path.join(d, 'notes.tmp'), os.path.join(d, '.other.pth.abcdefgh.tmp')]
     for p in leftovers + keep:
         with open(p, 'wb') as f:
@@ -199,6 +202,7 @@ def test_killed_save_leftovers_are_removed(tmp_path, capsys):
     for p in leftovers:
         assert not os.path.exists(p) and 'removed %s (left by a save that was killed)' % p in out
     assert all(os.path.exists(p) for p in keep)
+    assert not os.path.exists(lock_tmp)
 
 
 # --- one live training per run directory -----------------------------------------------------
