@@ -3,14 +3,15 @@ here, relative to the paper's mel baseline (SPEC §10), without pytest.
 
 Workloads: inference (eval, no_grad) and the paper's train step (train mode,
 ``frontend(x).sum().backward()``), float32, on loudness-normalised noisy tones. The mel
-baseline is ``eleaf.Mel()`` (40 filters) on the reference backend; "× mel" is its median time
-over the case's median time at the same size and workload, mel timed in alternating blocks
-with the case on the same input (> 1: faster than mel). Timing and the peak-memory measure
-are described in :mod:`eleaf.bench`.
+baseline is ``eleaf.Mel()`` (40 filters) on the reference backend; "× mel" is always the
+throughput relative to it: the mel baseline's median time over the case's median time
+(``mel ms / ms``) at the same size and workload, mel timed in alternating blocks with the
+case on the same input; higher is faster, > 1 is faster than mel. The table shows both
+times of every row. Timing and the peak-memory measure are described in :mod:`eleaf.bench`.
 
 Examples::
 
-    eleaf bench --quick                                 # CPU: 4 x 1 s, a minute or two
+    eleaf bench --quick                                 # CPU: 4 x 1 s, under a minute
     eleaf bench --device cuda --json gpu.json --plot gpu.png
     eleaf bench --frontends 8G-opt,Mel --backends torch,cpp --batch 8 --seconds 2
     eleaf bench --compare old.json new.json             # new/old throughput per row
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--workloads', type=_csv, default=list(B.WORKLOADS), metavar='A,B',
                         help='inference and/or train (default: both)')
     parser.add_argument('--quick', action='store_true',
-                        help='small sizes and few repeats (a smoke run, not for reporting)')
+                        help='a smoke run, not for reporting: small sizes, 1 warm-up call, '
+                             'few repeats, no peak memory')
     parser.add_argument('--warmup', type=int, default=None,
                         help='warm-up calls per measurement (default: 5 on CUDA; on CPU 2, '
                              'or 1 when a call is slow)')
@@ -74,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                              '--quick: 2 to 5 and 3 to 10)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch.get_num_threads())')
-    parser.add_argument('--no-memory', action='store_true',
-                        help='skip the peak-memory measurement (on CPU it starts a process '
-                             'per frontend and backend)')
+    parser.add_argument('--memory', action=argparse.BooleanOptionalAction, default=None,
+                        help='measure peak memory (on CPU it starts a process per frontend '
+                             'and backend); default: yes, but not with --quick')
     parser.add_argument('--json', metavar='FILE', help='write the results as JSON')
     parser.add_argument('--plot', metavar='FILE.png',
                         help='bar chart of throughput relative to mel (needs matplotlib)')
@@ -103,6 +105,7 @@ def _check_args(parser, args):
     if device.type == 'cuda' and not torch.cuda.is_available():
         parser.error('--device %s: CUDA is not available (torch %s)' % (args.device,
                                                                          torch.__version__))
+    args.no_memory = not args.memory if args.memory is not None else args.quick
     if args.batch is not None and args.batch < 1:
         parser.error('--batch must be >= 1, got %d' % args.batch)
     if args.seconds is not None and not (args.seconds >= _MIN_SECONDS
@@ -154,7 +157,7 @@ def sizes_for(args):
 def _repeat_range(device_type, quick):
     if device_type == 'cuda':
         return (3, 10) if quick else (5, 50)
-    return (2, 5) if quick else (3, 20)
+    return (2, 4) if quick else (3, 20)
 
 
 def run(args, progress=True):
@@ -166,9 +169,10 @@ def run(args, progress=True):
         torch.cuda.set_device(device)
     sizes = sizes_for(args)
     # None: one or two calls on CPU (see eleaf.bench.warm_up)
-    warmup = args.warmup if args.warmup is not None else (5 if device.type == 'cuda' else None)
+    warmup = args.warmup if args.warmup is not None else (
+        5 if device.type == 'cuda' else 1 if args.quick else None)
     lo, hi = _repeat_range(device.type, args.quick)
-    budget = 1.0 if args.quick else 2.0
+    budget = 0.4 if args.quick else 2.0
     meta = B.machine_info(device)
     meta.update({
         'command': 'eleaf bench ' + ' '.join(args.argv),
@@ -186,9 +190,10 @@ def run(args, progress=True):
         'workloads': {'inference': 'eval(), torch.no_grad(), frontend(x)',
                       'train': 'train(), zero_grad(set_to_none=True), '
                                'frontend(x).sum().backward()'},
-        'x_mel': 'median time of the mel baseline (eleaf.Mel(), backend torch) timed in '
-                 'alternating blocks with the case (same input, size and workload; mel_times) '
-                 '/ median time of the case; > 1 is faster than mel',
+        'x_mel': 'throughput relative to the mel baseline, higher is faster: median time of '
+                 'the mel baseline (eleaf.Mel(), backend torch) timed in alternating blocks '
+                 'with the case (same input, size and workload; mel_time_s, mel_times) / '
+                 'median time of the case (time_s); > 1 is faster than mel',
         'peak_memory': None if args.no_memory else (
             'torch.cuda.max_memory_allocated() during one call minus memory_allocated() before'
             if device.type == 'cuda' else
@@ -307,6 +312,20 @@ def _ratio(v):
     return '-' if v is None else ('%.3g' % v)
 
 
+#: what "x mel" means, printed under every table and in plots and results files
+X_MEL_NOTE = ('x mel = mel ms / ms: throughput relative to the mel baseline (eleaf.Mel(), '
+              "backend torch) timed alongside on the same input; higher is faster, 1 = mel's "
+              'speed')
+
+
+def _mel_ms(r):
+    """The mel baseline's median time of a row: paired with it, else the run's mel row."""
+    m = r.get('mel_time_s')
+    if m is None and r.get('x_mel'):
+        m = r['x_mel'] * r['time_s']
+    return '-' if m is None else '%.2f' % (1e3 * m)
+
+
 def _table(header, rows):
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     right = [i for i, h in enumerate(header) if h not in ('frontend', 'backend', 'workload',
@@ -318,8 +337,8 @@ def _table(header, rows):
 
 def format_results(meta, results) -> str:
     """The results as a text table (timed rows), then the skipped and failed cases."""
-    header = ['frontend', 'backend', 'size', 'workload', 'ms', 'examples/s', 'audio s/s',
-              'x mel', 'peak MiB']
+    header = ['frontend', 'backend', 'size', 'workload', 'ms', 'mel ms', 'x mel',
+              'examples/s', 'audio s/s', 'peak MiB']
     timed = [r for r in results if r.get('time_s')]
     groups = []  # (size, workload) in order of appearance, the workloads in their usual order
     for r in timed:
@@ -330,13 +349,17 @@ def format_results(meta, results) -> str:
                               B.WORKLOADS.index(r['workload'])
                               if r['workload'] in B.WORKLOADS else 9))  # stable: case order
     rows = [[_label(r), r['backend'], _size(r), r['workload'], '%.2f' % (1e3 * r['time_s']),
-             '%.1f' % r['examples_per_s'], '%.1f' % r['audio_s_per_s'], _ratio(r.get('x_mel')),
-             _mib(r.get('peak_bytes'))]
+             _mel_ms(r), _ratio(r.get('x_mel')), '%.1f' % r['examples_per_s'],
+             '%.1f' % r['audio_s_per_s'], _mib(r.get('peak_bytes'))]
             for r in timed]
     lines = ['%s (%s), %d threads, torch %s, triton %s, %s' % (
         meta['device'], meta['device_name'], meta['threads'], meta['torch'], meta['triton'],
         meta['date'])]
+    if not any(r.get('peak_bytes') is not None for r in timed):  # --no-memory
+        header, rows = header[:-1], [row[:-1] for row in rows]
     lines.append(_table(header, rows) if rows else '(no timed results)')
+    if rows:
+        lines.append(X_MEL_NOTE)
     partial, seen = [], set()
     for r in timed:
         rest = [op for op in r.get('frontend_ops', []) if op not in r.get('backend_ops', [])]
@@ -409,7 +432,8 @@ def plot(meta, results, path):
         ax.axvline(1.0, color='k', lw=0.8, ls='--')
         ax.set_xscale('log')
         ax.set_title('%s, %d x %g s' % (workload, batch, seconds), fontsize=10)
-        ax.set_xlabel('throughput relative to mel (x mel, log scale)')
+        ax.set_xlabel('x mel = mel time / frontend time (throughput; higher is faster, '
+                      'log scale)', fontsize=8)
         lo = min(r['x_mel'] for r in timed)
         hi = max(r['x_mel'] for r in timed)
         ax.set_xlim(min(lo, 1) / 2, max(hi, 1) * 3)

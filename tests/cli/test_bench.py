@@ -14,7 +14,8 @@ from eleaf.cli import bench as cli
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # smallest useful run: the mel baseline and one 8G-opt configuration, 1 x 0.5 s, 1 repeat
 TINY = ['--quick', '--batch', '1', '--seconds', '0.5', '--frontends', '8G-opt', '--filters',
-        '16', '--backends', 'torch,cpp', '--warmup', '0', '--repeats', '1', '--no-progress']
+        '16', '--backends', 'torch,cpp', '--warmup', '0', '--repeats', '1', '--no-progress',
+        '--memory']
 
 
 def test_tiny_run_writes_json_and_png(tmp_path, capsys):
@@ -218,3 +219,42 @@ def test_frontend_ops_are_registered():
     for case in B.cases(backends=('cpp',)):
         if case.backend == 'cpp' and not B.backend_ops(case):
             assert 'no cpp implementation' in B.probe(case, 'cpu')
+
+
+def test_table_shows_mel_time_of_every_row_and_what_x_mel_means(capsys):
+    # one meaning of "x mel" (throughput relative to mel: mel ms / ms), checkable per row
+    assert cli.main(TINY[:-1] + ['--no-memory']) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    header = next(l for l in lines if l.startswith('frontend'))
+    cols = header.split()
+    assert cols[4:7] == ['ms', 'mel', 'ms'] and 'x' in cols and 'peak' not in cols
+    assert cli.X_MEL_NOTE in text and 'higher is faster' in cli.X_MEL_NOTE
+    rows = [l for l in lines if ' x 0.5s ' in l]
+    assert len(rows) == 6
+    for row in rows:
+        ms, mel_ms, x_mel = (float(v) for v in row.split()[-5:-2])
+        assert x_mel == pytest.approx(mel_ms / ms, rel=0.01), row
+
+
+def test_quick_measures_no_memory_unless_asked():
+    parser = cli.build_parser()
+    for argv, no_memory in ((['--quick'], True), ([], False), (['--quick', '--memory'], False),
+                            (['--no-memory'], True)):
+        args = parser.parse_args(argv)
+        cli._check_args(parser, args)
+        assert args.no_memory is no_memory, argv
+
+
+def test_plot_says_what_x_mel_means(tmp_path, monkeypatch):
+    plt = pytest.importorskip('matplotlib.pyplot')
+    figures = []
+    monkeypatch.setattr(plt.Figure, 'savefig', lambda fig, *a, **k: figures.append(fig))
+    rows = [dict(frontend='Mel', backend='torch', n_filters=40, batch=1, seconds=1,
+                 workload='train', time_s=0.01, x_mel=1.0),
+            dict(frontend='Leaf + PCEN', backend='cpp', n_filters=40, batch=1, seconds=1,
+                 workload='train', time_s=0.05, mel_time_s=0.01, x_mel=0.2)]
+    meta = dict(device='cpu', device_name='x', threads=2, torch='2', date='2026-12-07')
+    cli.plot(meta, rows, str(tmp_path / 'p.png'))
+    label = figures[0].axes[0].get_xlabel()
+    assert 'mel time / frontend time' in label and 'higher is faster' in label
