@@ -1,8 +1,11 @@
 """``eleaf demo``: EfficientLEAF, LEAF and mel features of a synthesised signal.
 
 Synthesises 2 s at 16 kHz (a rising chirp, a vowel-like harmonic complex, a noise burst),
-computes the three frontends at their initialisation, prints shapes and timings, and saves
-a PNG of the three representations (needs matplotlib).
+computes the three frontends at their initialisation, prints each output's shape and the
+median and interquartile range of its inference time over at least ``--min-calls`` calls
+(alternating between the frontends, so that a machine whose speed drifts slows them alike),
+and saves a PNG of the three representations over time and band centre frequency in Hz, with
+colour bars (needs matplotlib).
 """
 import argparse
 import os
