@@ -17,7 +17,10 @@ For each frontend configuration and size it
    CUDA events around each call; "x mel" divides the two medians;
 3. records peak memory (``torch.cuda.max_memory_allocated``) of one forward+backward;
 4. profiles the Triton train step of EfficientLeaf 8G-opt 80 and Leaf (wall, host and GPU
-   kernel time per step, the top kernels): whether a step is bound by host work or kernels.
+   kernel time per step, the top kernels): whether a step is bound by host work or kernels;
+5. times every case (and the mel baseline) a second time as a CUDA graph replay of the same
+   step (eleaf.graphs; the geometry is data on the device, so the step captures), and
+   counts the host synchronisations of an eager step (torch.cuda.set_sync_debug_mode).
 
 Writes ``gpu_<device>_<date>.json`` and ``.md`` (device, versions, date, all figures) to
 ``--out`` (default: bench/results, and $OUT when set). Needs a CUDA device, except with
@@ -42,6 +45,7 @@ import eleaf  # noqa: E402
 # timing and memory helpers shared with `eleaf bench` and bench/bench_frontends.py
 from eleaf.bench import cuda_peak, make_step, paired_times, time_step  # noqa: E402
 from eleaf.bench import loudness_normalised as _loudness_normalised  # noqa: E402
+from eleaf.graphs import capture, count_syncs, make_train_step  # noqa: E402
 
 #: where everything runs: 'cuda', or 'cpu' with --smoke
 DEVICE = 'cuda'
@@ -99,6 +103,39 @@ def measure(frontend, x, train, warmup, repeats, mel=None):
         step()
     times, mel_times = paired_times(step, mel_step, DEVICE, repeats)
     return statistics.median(times), _peak(step), statistics.median(mel_times)
+
+
+def graph_step(module, x, train):
+    """The workload of :func:`eleaf.bench.make_step` captured in a CUDA graph: a no-argument
+    replay (train: gradients reset inside the graph, ``module(x).sum().backward()``)."""
+    if train:
+        module.train()
+        replay, _ = capture(make_train_step(module, x, None))
+        return replay
+    module.eval()
+
+    def infer():
+        with torch.no_grad():
+            return module(x)
+    replay, _ = capture(infer)
+    return replay
+
+
+def measure_graph(frontend, x, train, repeats, mel):
+    """(median seconds, paired mel median) of the workload replayed as a CUDA graph, the
+    frontend's and the mel baseline's graphs alternating; None without CUDA (--smoke)."""
+    if DEVICE != 'cuda':
+        return None, None
+    step, mel_step = graph_step(frontend, x, train), graph_step(mel, x, train)
+    times, mel_times = paired_times(step, mel_step, DEVICE, repeats)
+    return statistics.median(times), statistics.median(mel_times)
+
+
+def syncs_per_step(frontend, x, train, steps=3):
+    """Host synchronisations per eager step (torch.cuda.set_sync_debug_mode; 0 on CPU)."""
+    step = make_step(frontend, x, 'train' if train else 'inference')
+    step()
+    return count_syncs(step, steps) / steps
 
 
 def _peak(step):
@@ -357,6 +394,55 @@ def profile_checks(fast, size, select=lambda name: True, steps=20, top=12):
     return rows
 
 
+GEOMETRY_AB_CONFIGS = ('EfficientLeaf 8G-opt 80 + LogTBN', 'EfficientLeaf 8G-opt 40 + LogTBN',
+                       'EfficientLeaf 4G wf4.75 + PCEN')
+
+
+def geometry_ab_checks(fast, size, select=lambda name: True, repeats=10):
+    """Old against new, side by side (issue #21): EfficientLEAF's Triton train step with the
+    group geometry as data on the device (new) and copied to the host every step
+    (``ELEAF_HOST_GEOMETRY=1``, old), timed in alternating blocks on the same input, with the
+    host synchronisations per step of each."""
+    from eleaf.ops import gabor as gabor_ops
+    rows = []
+    if 'triton' not in fast:
+        return rows
+    batch, seconds = size
+    x = loudness_normalised(batch, seconds)
+    for name in GEOMETRY_AB_CONFIGS:
+        if not select(name):
+            continue
+        try:
+            new = make_step(CONFIGS[name]('triton').to(DEVICE), x, 'train')
+            old_module = CONFIGS[name]('triton').to(DEVICE)
+            old_step = make_step(old_module, x, 'train')
+
+            def old():
+                os.environ['ELEAF_HOST_GEOMETRY'] = '1'
+                try:
+                    old_step()
+                finally:
+                    os.environ.pop('ELEAF_HOST_GEOMETRY', None)
+            for _ in range(0 if SMOKE else 3):
+                new(), old()
+            t_new, t_old = paired_times(new, old, DEVICE, 1 if SMOKE else repeats)
+            row = dict(frontend=name, batch=batch, seconds=seconds,
+                       new_ms=1e3 * statistics.median(t_new), old_ms=1e3 * statistics.median(t_old),
+                       new_syncs=count_syncs(new, 3) / 3, old_syncs=count_syncs(old, 3) / 3)
+            row['speedup'] = row['old_ms'] / row['new_ms']
+            rows.append(row)
+            print('geometry A/B %-34s %3dx%2gs  device geometry %.3f ms (%g syncs/step)  host '
+                  'geometry %.3f ms (%g syncs/step)' % (name, batch, seconds, row['new_ms'],
+                                                       row['new_syncs'], row['old_ms'],
+                                                       row['old_syncs']))
+        except Exception as exc:
+            traceback.print_exc()
+            rows.append(dict(frontend=name, batch=batch, seconds=seconds,
+                             error='%s: %s' % (type(exc).__name__, exc)))
+    assert gabor_ops.host_geometry() is False
+    return rows
+
+
 def main(argv=None):
     global DEVICE, SMOKE
     parser = argparse.ArgumentParser()
@@ -367,7 +453,7 @@ def main(argv=None):
     parser.add_argument('--tf32', action='store_true',
                         help='TF32 matmuls/convolutions everywhere (timings); parity is always '
                              'against the reference in full fp32')
-    parser.add_argument('--only', default='ops,filterbank,profile,frontends',
+    parser.add_argument('--only', default='ops,filterbank,geometry_ab,profile,frontends',
                         help='which sections to run (default: %(default)s)')
     parser.add_argument('--smoke', action='store_true',
                         help='no GPU: CPU tensors, tiny sizes, Triton in its interpreter (a test '
@@ -416,6 +502,9 @@ def main(argv=None):
     if 'filterbank' in sections:
         meta['filterbank'] = filterbank_checks(fast, sizes, select)
         write(meta, results, args.out)
+    if 'geometry_ab' in sections:
+        meta['geometry_ab'] = geometry_ab_checks(fast, sizes[0], select)
+        write(meta, results, args.out)
     if 'profile' in sections:
         meta['profile'] = profile_checks(fast, sizes[0], select)
         write(meta, results, args.out)
@@ -427,9 +516,12 @@ def main(argv=None):
         mel = eleaf.Mel().to(DEVICE)
         for train in (False, True):
             t, peak, _ = measure(mel, x, train, 3, 10)
+            mel_graph = eleaf.Mel().to(DEVICE)
+            gt, _ = measure_graph(mel_graph, x, train, 10, eleaf.Mel().to(DEVICE))
             results.append(dict(frontend='Mel baseline', backend='torch', batch=batch,
                                 seconds=seconds, workload='train' if train else 'inference',
-                                time_s=t, peak_bytes=peak))
+                                time_s=t, peak_bytes=peak, graph_time_s=gt,
+                                syncs_per_step=syncs_per_step(mel, x, train)))
             print('%-34s %-6s %3dx%2gs %-9s %9.3f ms' % ('Mel baseline', 'torch', batch, seconds,
                                                          'train' if train else 'infer', 1e3 * t))
         for name, make in configs.items():
@@ -443,11 +535,24 @@ def main(argv=None):
                     for train in (False, True):
                         t, peak, mel_t = measure(frontend, x, train, 1 if slow else 3,
                                                  3 if slow else 10, mel=mel)
+                        syncs = syncs_per_step(frontend, x, train)
+                        gt = gmel_t = None
+                        if backend != 'torch' or not slow:
+                            try:   # a fresh module: the eager one's grads stay out of the graph
+                                gt, gmel_t = measure_graph(make(backend).to(DEVICE), x, train,
+                                                           10, eleaf.Mel().to(DEVICE))
+                            except Exception as exc:   # e.g. a path that syncs cannot capture
+                                entry['graph_error'] = '%s: %s' % (type(exc).__name__, exc)
                         results.append(dict(entry, workload='train' if train else 'inference',
-                                            time_s=t, mel_time_s=mel_t, peak_bytes=peak))
-                        print('%-34s %-6s %3dx%2gs %-9s %9.3f ms  x mel %6.3f  peak %7s MiB' % (
-                            name, backend, batch, seconds, 'train' if train else 'infer',
-                            1e3 * t, mel_t / t, mib(peak)))
+                                            time_s=t, mel_time_s=mel_t, peak_bytes=peak,
+                                            graph_time_s=gt, graph_mel_time_s=gmel_t,
+                                            syncs_per_step=syncs))
+                        print('%-34s %-6s %3dx%2gs %-9s %9.3f ms  x mel %6.3f  peak %7s MiB  '
+                              'graph %s  syncs/step %g' % (
+                                  name, backend, batch, seconds, 'train' if train else 'infer',
+                                  1e3 * t, mel_t / t, mib(peak),
+                                  '%.3f ms x mel %.3f' % (1e3 * gt, gmel_t / gt) if gt else '-',
+                                  syncs))
                     if 'parity' in entry:
                         p = entry['parity']
                         print('    parity: vs fp32 ref %.1e, vs f64 %.1e (fp32 ref %.1e), '
@@ -462,7 +567,7 @@ def main(argv=None):
                     torch.cuda.empty_cache()
         write(meta, results, args.out)  # after every size: a cut-off run keeps its figures
     failed = [r for r in results + meta.get('filterbank', []) + meta.get('profile', [])
-              if 'error' in r]
+              + meta.get('geometry_ab', []) if 'error' in r]
     return 1 if failed else 0
 
 
@@ -481,6 +586,9 @@ def add_ratios(results):
         mel_t = r.get('mel_time_s') or (m['time_s'] if m else None)
         r['throughput_vs_mel'] = mel_t / r['time_s'] if mel_t else None
         r['speedup_vs_reference'] = ref['time_s'] / r['time_s'] if ref else None
+        gmel_t = r.get('graph_mel_time_s') or (m.get('graph_time_s') if m else None)
+        r['graph_throughput_vs_mel'] = (gmel_t / r['graph_time_s']
+                                        if gmel_t and r.get('graph_time_s') else None)
 
 
 def write(meta, results, out_dir):
@@ -496,19 +604,29 @@ def write(meta, results, out_dir):
                                                         meta['cuda'], meta['triton'],
                                                         meta['date']), '',
              meta['method'], '',
-             '| frontend | backend | batch × s | workload | ms | mel ms (paired) | examples/s | '
-             '× mel throughput | × reference | peak MiB |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             'Eager: each step issued from Python; graph: the same step captured once in a CUDA '
+             'graph and replayed (eleaf.graphs.capture; train: gradients reset inside the '
+             'graph). × mel: the mel baseline\'s time over the frontend\'s in the same mode '
+             '(throughput ratio, higher is better). Syncs: host synchronisations per eager '
+             'step (torch.cuda.set_sync_debug_mode).', '',
+             '| frontend | backend | batch × s | workload | eager ms | mel ms (paired) | '
+             'examples/s | × mel eager | graph ms | × mel graph | syncs/step | × reference | '
+             'peak MiB |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in results:
         if 'time_s' not in r:
-            lines.append('| %s | %s | %d × %g | - | error: %s | | | | | |' % (
+            lines.append('| %s | %s | %d × %g | - | error: %s | | | | | | | | |' % (
                 r['frontend'], r['backend'], r['batch'], r['seconds'], r['error'][:80]))
             continue
-        lines.append('| %s | %s | %d × %g | %s | %.3f | %s | %.0f | %s | %s | %s |' % (
+        lines.append('| %s | %s | %d × %g | %s | %.3f | %s | %.0f | %s | %s | %s | %s | %s | '
+                     '%s |' % (
             r['frontend'], r['backend'], r['batch'], r['seconds'], r['workload'],
             1e3 * r['time_s'], '%.3f' % (1e3 * r['mel_time_s']) if r.get('mel_time_s') else '-',
             r['examples_per_s'],
             '%.3g' % r['throughput_vs_mel'] if r.get('throughput_vs_mel') else '-',
+            '%.3f' % (1e3 * r['graph_time_s']) if r.get('graph_time_s') else '-',
+            '%.3g' % r['graph_throughput_vs_mel'] if r.get('graph_throughput_vs_mel') else '-',
+            '%g' % r['syncs_per_step'] if r.get('syncs_per_step') is not None else '-',
             '%.3g' % r['speedup_vs_reference'] if r.get('speedup_vs_reference') else '-',
             mib(r['peak_bytes'])))
     parities = [r for r in results if 'parity' in r]
@@ -557,6 +675,19 @@ def write(meta, results, out_dir):
             lines.append('| %s | %d × %g | %.3f | %.3f | %.1f | %s → %s |' % (
                 r['frontend'], r['batch'], r['seconds'], r['ref_ms'], r['fast_ms'], r['speedup'],
                 mib(r['ref_peak']), mib(r['fast_peak'])))
+    if meta.get('geometry_ab'):
+        lines += ['', '## Group geometry on the device (new) against copied to the host '
+                  '(old, ELEAF_HOST_GEOMETRY=1): Triton train step', '',
+                  '| frontend | batch × s | device geometry ms | syncs/step | host geometry ms '
+                  '| syncs/step | old / new |', '|---|---|---|---|---|---|---|']
+        for r in meta['geometry_ab']:
+            if 'error' in r:
+                lines.append('| %s | %d × %g | error: %s | | | | |' % (
+                    r['frontend'], r['batch'], r['seconds'], r['error'][:80]))
+                continue
+            lines.append('| %s | %d × %g | %.3f | %g | %.3f | %g | %.2f |' % (
+                r['frontend'], r['batch'], r['seconds'], r['new_ms'], r['new_syncs'],
+                r['old_ms'], r['old_syncs'], r['speedup']))
     for r in meta.get('profile') or []:
         if 'error' in r:
             lines += ['', '## Profile of %s (triton): error: %s' % (r['frontend'], r['error'])]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a lent GPU should run, in one device call of at most 10 minutes (the stages'
-# time limits add up to 9):
+# time limits add up to 9.5):
 #
 #   bash bench/gpu_session.sh                    # all stages, from the repository root
 #   bash bench/gpu_session.sh build gpu_check    # only these stages (a second call)
@@ -9,10 +9,15 @@
 # 2. runs the GPU tests of the compiled and Triton ops (CUDA parity of log1p_median including
 #    its error paths, the Triton PCEN, the Triton filterbank on a few configurations), each
 #    stage under a time limit;
-# 3. runs bench/gpu_check.py --tf32 (parity against the fp32 and float64 references, timings
-#    paired with the mel baseline, peak memory, a profile of the Triton train steps of 8G-opt
-#    80 and Leaf: host- or kernel-bound; 256 x 1 s unless GPU_CHECK_ARGS says more),
-#    writing bench/results/gpu_<device>_<date>.{json,md}.
+# 3. runs the static-graph tests (no host synchronisation in any frontend's training step,
+#    a CUDA-graph-captured training step equal to the eager one over 20 steps that move the
+#    geometry, the device-geometry Triton filterbank against the reference);
+# 4. runs bench/gpu_check.py --tf32 (parity against the fp32 and float64 references, timings
+#    paired with the mel baseline, eager and as replayed CUDA graphs, host syncs per step,
+#    peak memory, the Triton train step with the geometry on the device against copied to the
+#    host (old vs new, side by side), a profile of the Triton train steps of 8G-opt 80 and
+#    Leaf: host- or kernel-bound; 256 x 1 s unless GPU_CHECK_ARGS says more), writing
+#    bench/results/gpu_<device>_<date>.{json,md}.
 # Logs and results go to $OUT (default /tmp/eleaf_gpu) as well. Each stage's exit code is
 # printed in the summary at the end; a failed stage does not stop the later ones.
 set -uo pipefail
@@ -22,7 +27,7 @@ mkdir -p "$OUT"
 unset TRITON_INTERPRET
 declare -A RC
 
-STAGES=${*:-build test_cuda_ops test_triton_filterbank gpu_check}
+STAGES=${*:-build test_cuda_ops test_triton_filterbank test_static_graphs gpu_check}
 
 stage() {  # stage NAME SECONDS COMMAND...
   local name=$1 limit=$2
@@ -53,9 +58,11 @@ stage build 120 python3 setup.py build_ext --inplace
 python3 -c "import eleaf, eleaf._C; print('eleaf._C:', eleaf._C.build_info())" | tee -a "$OUT/env.txt"
 stage test_cuda_ops 90 python3 -m pytest -q -x tests/ops/test_compress_cpp.py tests/ops/test_pcen_triton.py \
   tests/ops/test_gabor_pack.py tests/ops/test_tf_pcen.py
-stage test_triton_filterbank 60 python3 -m pytest -q -x tests/ops/test_gabor_triton.py tests/ops/test_tf_gabor_triton.py \
+stage test_triton_filterbank 50 python3 -m pytest -q -x tests/ops/test_gabor_triton.py tests/ops/test_tf_gabor_triton.py \
   -k "leaf or random_configs[0] or random_configs[1] or custom_ops or compile or opcheck"
-stage gpu_check 270 python3 bench/gpu_check.py --tf32 ${GPU_CHECK_ARGS:---quick}
+stage test_static_graphs 70 python3 -m pytest -q tests/modules/test_cuda_graphs.py \
+  tests/ops/test_grouped_gabor_triton.py
+stage gpu_check 240 python3 bench/gpu_check.py --tf32 ${GPU_CHECK_ARGS:---quick}
 cp bench/results/gpu_*"$(date -u +%F)"* "$OUT"/ 2>/dev/null
 
 echo "=== summary"

@@ -8,8 +8,9 @@ autograd, one launch per torch op) rather than by the kernels; the CPU cannot ti
 but it can measure that host side. For each frontend with ``backend='triton'`` (CPU tensors,
 ``TRITON_INTERPRET=1``, a tiny input) this script
 
-1. counts the torch ops a train step (``frontend(x).sum().backward()``) dispatches, forward
-   and backward (a ``TorchDispatchMode``; views, detaches and allocations counted apart, since
+1. counts the torch ops a train step (``frontend(x).sum().backward()``, and with
+   ``--optimizer adam`` an ``Adam(fused=True).step()`` as well) dispatches, forward and
+   backward (a ``TorchDispatchMode``; views, detaches and allocations counted apart, since
    they launch nothing), and the Triton launches;
 2. times the step with every Triton launch replaced by a no-op (from the start: the kernels
    compute nothing, the outputs are uninitialised), so that what remains is the host's work
@@ -35,11 +36,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import eleaf  # noqa: E402
 from eleaf.bench import machine_info  # noqa: E402
 
-#: ops that only make views, allocate or compute metadata (no kernel launch on a GPU)
+#: ops that only make views, allocate, compute metadata or mark profiler ranges (no kernel
+#: launch on a GPU)
 NO_LAUNCH_OPS = ('view', 'slice', 'select', 'expand', 'unsqueeze', 'squeeze', 'detach',
                  'alias', 'transpose', 'permute', 'as_strided', '_reshape_alias', 'unbind',
                  't.default', '_unsafe_view', 'split', 'promote_types', 'aten.empty',
-                 'aten.new_empty')
+                 'aten.new_empty', 'profiler.')
 CONFIGS = {
     'EfficientLeaf 8G-opt 80 + LogTBN': lambda: eleaf.EfficientLeaf(
         n_filters=80, num_groups=8, conv_win_factor=6, stride_factor=16, backend='triton'),
@@ -86,16 +88,27 @@ def patch_triton_launches(tally):
                 setattr(module, name, _NullLaunch(tally, name))
 
 
-def measure(make, launches, samples=1600, batch=2, repeats=9, calls=100):
+def make_optimizer(name, params):
+    """None, or the optimizer a training step on a GPU would use: Adam with its fused
+    kernel (one launch for all parameters; ``capturable`` for CUDA-graph capture)."""
+    if name == 'none':
+        return None
+    return torch.optim.Adam(params, lr=1e-3, fused=True)
+
+
+def measure(make, launches, samples=1600, batch=2, repeats=9, calls=100, optimizer='none'):
     """Op counts and host time of one frontend's train step; ``launches``: the tally of
     :func:`patch_triton_launches`."""
     frontend = make()
     frontend.train()
     x = torch.randn(batch, samples)
+    opt = make_optimizer(optimizer, frontend.parameters())
 
     def step():
         frontend.zero_grad(set_to_none=True)
         frontend(x).sum().backward()
+        if opt is not None:
+            opt.step()
     for _ in range(20):
         step()
     counter = OpCounter()
@@ -122,6 +135,10 @@ def main(argv=None):
     parser.add_argument('--json', help='write the results here')
     parser.add_argument('--configs', default='', help='comma-separated substrings to select')
     parser.add_argument('--repeats', type=int, default=9)
+    parser.add_argument('--optimizer', choices=('none', 'adam'), default='adam',
+                        help="'adam': each step ends in Adam(fused=True).step() (the geometry "
+                             "of EfficientLEAF changes with the parameters); 'none': forward "
+                             "and backward only")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if not eleaf.backends()['triton']['available']:
@@ -134,12 +151,14 @@ def main(argv=None):
     print('%-34s %5s %9s %8s %9s' % ('frontend (backend=triton)', 'ops', 'launching',
                                      'triton', 'host us'))
     for name, make in configs.items():
-        r = results[name] = measure(make, launches, repeats=args.repeats)
+        r = results[name] = measure(make, launches, repeats=args.repeats,
+                                    optimizer=args.optimizer)
         print('%-34s %5d %9d %8d %9.0f' % (name, r['ops'], r['launching_ops'],
                                            r['triton_launches'], r['host_us']))
     if args.json:
         meta = dict(machine_info('cpu'), method=__doc__.split('\n\n', 2)[2].strip(),
-                    input='train step, batch 2 x 1600 samples, one torch thread')
+                    input='train step, batch 2 x 1600 samples, one torch thread',
+                    optimizer=args.optimizer)
         with open(args.json, 'w') as f:
             json.dump({'meta': meta, 'results': results}, f, indent=1, default=str)
     return 0

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from ..functional.gabor import (GroupGeometry, gabor_filterbank_ref, group_geometry,
                                 group_stride, mel_filter_params, possible_strides)
+from ..functional.export import is_exporting
 from ..functional.geometry import (geometry_caps, group_geometry_tensor,
                                    scaled_pool_widths_tensor)
 from ..ops import check_backend_name, select_impl
@@ -84,6 +85,14 @@ class GaborFilterbank(nn.Module):
             self.n_filters, self.filter_size, self.pool_size, self.pool_stride, self.backend)
 
 
+def _frozen(p: torch.Tensor) -> bool:
+    """An inference tensor outside inference mode (created under ``torch.inference_mode()``),
+    which cannot be changed in place. Never under torch.compile, which cannot trace the test
+    (and compiles modules built normally)."""
+    return (not torch.compiler.is_compiling() and p.is_inference()
+            and not torch.is_inference_mode_enabled())
+
+
 class GroupedGaborFilterbank(nn.Module):
     """EfficientLEAF's grouped Gabor filterbank.
 
@@ -143,6 +152,10 @@ class GroupedGaborFilterbank(nn.Module):
         z = np.sqrt(2 * np.log(2)) / np.pi
         self.sigma_lower = torch.tensor(2 * z)
         self.sigma_upper = torch.tensor(pool_size * z)
+        #: the four bounds as Python floats, what the clamp applies (read once here: a
+        #: forward that read the tensors would make a compiled graph depend on their values)
+        self.clamp_bounds = tuple(float(t) for t in (self.mu_lower, self.mu_upper,
+                                                     self.sigma_lower, self.sigma_upper))
         #: static bounds of the geometry: they size the fast paths' buffers and grids
         self.caps = geometry_caps(n_filters, num_groups, pool_size, pool_stride,
                                   conv_win_factor, stride_factor, float(self.sigma_upper),
@@ -158,26 +171,28 @@ class GroupedGaborFilterbank(nn.Module):
 
         The bounds are the plain tensor attributes ``mu_lower`` ... ``sigma_upper`` (float32
         for mu, float64 for sigma, as in the original), applied as Python floats of their
-        values: the same numbers in float32 and float64, without a host-to-device copy.
+        values (``clamp_bounds``, read at construction): the same numbers in float32 and
+        float64, without a host-to-device copy.
         Parameters created under ``torch.inference_mode()`` cannot be changed outside it:
         they are clamped out of place for the forward (see :meth:`clamped_parameters`).
         """
         for p, lo, hi in self._bounds():
-            if not (p.is_inference() and not torch.is_inference_mode_enabled()):
+            if not _frozen(p):
                 p.data.clamp_(min=lo, max=hi)
 
     def _bounds(self):
-        return ((self.center_freqs, float(self.mu_lower), float(self.mu_upper)),
-                (self.bandwidths, float(self.sigma_lower), float(self.sigma_upper)),
+        mu_lo, mu_hi, sigma_lo, sigma_hi = self.clamp_bounds
+        return ((self.center_freqs, mu_lo, mu_hi), (self.bandwidths, sigma_lo, sigma_hi),
                 (self.pooling_widths, 2. / self.pool_size, 0.5))
 
     def clamped_parameters(self):
         """Clamp in place (:meth:`clamp_parameters`) and return (center_freqs, bandwidths,
         pooling_widths) as the forward uses them: the parameters themselves (so gradients
         reach them), or, for inference tensors outside inference mode, clamped copies."""
+        if is_exporting():  # an exported graph cannot mutate .data: clamp functionally
+            return tuple(p.clamp(lo, hi) for p, lo, hi in self._bounds())
         self.clamp_parameters()
-        return tuple(p.clamp(lo, hi) if p.is_inference() and not torch.is_inference_mode_enabled()
-                     else p for p, lo, hi in self._bounds())
+        return tuple(p.clamp(lo, hi) if _frozen(p) else p for p, lo, hi in self._bounds())
 
     def geometry(self):
         """Per-group :class:`~eleaf.functional.GroupGeometry` of the current parameters

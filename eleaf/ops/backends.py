@@ -207,6 +207,15 @@ def select_impl(op: str, requested: str, device: torch.device,
     return backend, _REGISTRY[op][backend].fn
 
 
+# Dynamo (torch.compile, strict torch.export) calls resolve_backend at trace time and takes
+# its result as a constant, as torch.compiler.assume_constant_result does (set here without
+# importing torch._dynamo): the selection's first-use work (imports, status probes, the log
+# line) runs once in Python instead of being traced, and a compiled graph neither breaks nor
+# guards on the registry's caches. The choice depends only on the arguments (and the
+# environment), which Dynamo guards on.
+resolve_backend._dynamo_marked_constant = True
+
+
 def _log_choice(op, backend, device, dtype, skipped):
     key = (op, backend, device.type, dtype)
     if key in _LOGGED:

@@ -96,6 +96,15 @@ def _dot_operands(x: torch.Tensor, taps: torch.Tensor, cfg: dict):
     return x, taps
 
 
+def _geometry(geo: Optional[torch.Tensor], p: Plan) -> torch.Tensor:
+    """The geometry tensor: as given, or a static layout's own (None)."""
+    if geo is None:
+        if p.static_geo is None:
+            raise ValueError('a computed-geometry layout needs its geometry tensor')
+        return p.static_geo
+    return geo
+
+
 def _check_inputs(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor, geo: torch.Tensor,
                   plan: Plan):
     if x.dim() != 3 or x.shape[1] != 1:
@@ -122,8 +131,9 @@ def _check_shift(pool_shift: int, plan: Plan):
                          % (-(plan.wmin // 2), pool_shift))
 
 
-def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor, geo: torch.Tensor,
-              layout: Sequence[int], pool_shift: int = 0) -> torch.Tensor:
+def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
+              geo: Optional[torch.Tensor], layout: Sequence[int], pool_shift: int = 0
+              ) -> torch.Tensor:
     """Fused forward: per group strided Gabor conv, squared modulus, Gaussian pooling.
 
     Args:
@@ -132,8 +142,8 @@ def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor, geo: t
             of :func:`eleaf.functional.gabor_kernel` flattened (see :func:`pack_taps`).
         windows (Tensor): packed float32 windows: per group the (n, W) matrix of
             :func:`eleaf.functional.gauss_windows` flattened.
-        geo (Tensor): int32 (G, 4) ``[s, P, K, W]`` per group, on x's device (read by the
-            kernels; never copied to the host).
+        geo (Tensor or None): int32 (G, 4) ``[s, P, K, W]`` per group, on x's device (read
+            by the kernels; never copied to the host); None for a static layout (its own).
         layout (list of int): the static layout (:mod:`eleaf.ops.gabor_plan`).
         pool_shift (int): the pooling's left zero padding is ``W//2 + pool_shift`` (0: windows
             centred on the frames; TF LEAF's 'SAME' pooling: see
@@ -142,6 +152,7 @@ def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor, geo: t
         Tensor: (B, F, T) in x's dtype, T = (L - 1) // hop + 1.
     """
     p = plan(layout, x.device, _cfg_key(x))
+    geo = _geometry(geo, p)
     _check_shift(pool_shift, p)
     _check_inputs(x, taps, windows, geo, p)
     B, _, L = x.shape
@@ -190,8 +201,8 @@ def _window_grad(plan: Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.Te
 
 
 def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
-              geo: torch.Tensor, layout: Sequence[int], need_dx: bool, pool_shift: int = 0
-              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              geo: Optional[torch.Tensor], layout: Sequence[int], need_dx: bool,
+              pool_shift: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Backward of :func:`gabor_fwd`, recomputing the convolution.
 
     Args:
@@ -204,6 +215,7 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
         beyond each group's actual K and W).
     """
     p = plan(layout, x.device, _cfg_key(x))
+    geo = _geometry(geo, p)
     _check_inputs(x, taps, windows, geo, p)
     _check_shift(pool_shift, p)
     pool_shift = int(pool_shift)
@@ -266,10 +278,11 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
 # ---------------------------------------------------------------- custom op and autograd
 
 @torch.library.custom_op('eleaf::gabor_pool', mutates_args=())
-def gabor_pool(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor, geo: torch.Tensor,
-               layout: List[int], pool_shift: int = 0) -> torch.Tensor:
-    """(B, 1, L) waveform, packed fp32 taps and windows, (G, 4) geometry, layout ->
-    (B, F, T)."""
+def gabor_pool(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
+               geo: Optional[torch.Tensor], layout: List[int], pool_shift: int = 0
+               ) -> torch.Tensor:
+    """(B, 1, L) waveform, packed fp32 taps and windows, (G, 4) geometry (None: the static
+    layout's), layout -> (B, F, T)."""
     return gabor_fwd(x, taps, windows, geo, layout, pool_shift)
 
 
@@ -281,8 +294,9 @@ def _gabor_pool_fake(x, taps, windows, geo, layout, pool_shift=0):
 
 @torch.library.custom_op('eleaf::gabor_pool_bwd', mutates_args=())
 def gabor_pool_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor,
-                   windows: torch.Tensor, geo: torch.Tensor, layout: List[int], need_dx: bool,
-                   pool_shift: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   windows: torch.Tensor, geo: Optional[torch.Tensor], layout: List[int],
+                   need_dx: bool, pool_shift: int = 0
+                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (dx or an empty tensor, dtaps, dwindows) of ``eleaf::gabor_pool``."""
     return gabor_bwd(grad, x, taps, windows, geo, layout, need_dx, pool_shift)
 
@@ -329,8 +343,8 @@ def _backward(ctx, grad):
 gabor_pool.register_autograd(_backward, setup_context=_setup_context)
 
 
-def pool(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor, geo: torch.Tensor,
-         layout: List[int], pool_shift: int = 0) -> torch.Tensor:
+def pool(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
+         geo: Optional[torch.Tensor], layout: List[int], pool_shift: int = 0) -> torch.Tensor:
     """Differentiable :func:`gabor_fwd` (the custom op under torch.compile, else
     :class:`GaborPool`)."""
     if use_custom_ops():
@@ -351,8 +365,8 @@ def _filter_index(p: Plan, device: torch.device):
 
 
 def pack_taps_ref(center_freqs: torch.Tensor, bandwidths: torch.Tensor,
-                  pool_widths: torch.Tensor, geo: torch.Tensor, layout: Sequence[int]
-                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+                  pool_widths: torch.Tensor, geo: Optional[torch.Tensor],
+                  layout: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     """Differentiable packed float32 (taps, windows) of all groups (see :func:`gabor_fwd`),
     in plain torch: the reference of :func:`pack_taps`, and its path for parameters that are
     not float32. ``pool_widths`` are rescaled to each group's window here when the layout
@@ -363,7 +377,8 @@ def pack_taps_ref(center_freqs: torch.Tensor, bandwidths: torch.Tensor,
     indices computed on the device from ``geo`` (no host synchronisation).
     """
     p = layout_plan(layout, center_freqs.device)
-    dev, dt = center_freqs.device, center_freqs.dtype
+    dev = center_freqs.device
+    geo = _geometry(geo, p)
     grp, loc, n, t_off, w_off = _filter_index(p, dev)
     per_filter = geo.to(device=dev, dtype=torch.int64).index_select(0, grp)
     s, K, W = per_filter[:, 0], per_filter[:, 2], per_filter[:, 3]
@@ -387,7 +402,8 @@ def pack_taps_ref(center_freqs: torch.Tensor, bandwidths: torch.Tensor,
 
 
 def pack_taps(center_freqs: torch.Tensor, bandwidths: torch.Tensor, pool_widths: torch.Tensor,
-              geo: torch.Tensor, layout: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+              geo: Optional[torch.Tensor], layout: Sequence[int]
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Differentiable packed float32 (taps, windows) of all groups (see :func:`gabor_fwd`);
     ``pool_widths`` as in :func:`pack_taps_ref`.
 
@@ -423,9 +439,9 @@ def gabor_filterbank_triton(x: torch.Tensor, center_freqs: torch.Tensor,
     """
     if x.dim() != 3 or x.shape[1] != 1:
         raise ValueError('x must be (B, 1, L), got %s' % (tuple(x.shape),))
-    geo, layout = static_geometry(geometry, x.device)
-    taps, windows = pack_taps(center_freqs, bandwidths, pool_widths, geo, layout)
-    return pool(x, taps, windows, geo, layout)
+    layout = static_layout(geometry)   # its plan holds the geometry tensor
+    taps, windows = pack_taps(center_freqs, bandwidths, pool_widths, None, layout)
+    return pool(x, taps, windows, None, layout)
 
 
 def grouped_gabor_filterbank_triton(x: torch.Tensor, center_freqs: torch.Tensor,
@@ -446,6 +462,8 @@ def grouped_gabor_filterbank_triton(x: torch.Tensor, center_freqs: torch.Tensor,
     """
     if x.dim() != 3 or x.shape[1] != 1:
         raise ValueError('x must be (B, 1, L), got %s' % (tuple(x.shape),))
+    if host_geometry():
+        return _HOST_GEOMETRY(x, center_freqs, bandwidths, pooling_widths, caps)
     layout = caps_layout(caps)
     if center_freqs.dtype == torch.float32 and bandwidths.dtype == torch.float32:
         geo = geometry_fwd(center_freqs, bandwidths, layout)
@@ -453,6 +471,24 @@ def grouped_gabor_filterbank_triton(x: torch.Tensor, center_freqs: torch.Tensor,
         geo = group_geometry_tensor(center_freqs, bandwidths, caps)
     taps, windows = pack_taps(center_freqs, bandwidths, pooling_widths, geo, layout)
     return pool(x, taps, windows, geo, layout)
+
+
+def host_geometry() -> bool:
+    """``ELEAF_HOST_GEOMETRY=1``: EfficientLEAF's Triton filterbank copies the geometry to the
+    host every step and launches with a fixed-geometry layout, as before the geometry became
+    data (one host synchronisation per step; a new compiled graph per geometry). Kept so that
+    one GPU run can time both (bench/gpu_check.py --only geometry_ab); to be removed once
+    measured."""
+    return os.environ.get('ELEAF_HOST_GEOMETRY', '0') not in ('', '0')
+
+
+def _host_geometry_triton(x, center_freqs, bandwidths, pooling_widths, caps):
+    from .grouped_gabor import with_host_geometry
+    return with_host_geometry(gabor_filterbank_triton)(x, center_freqs, bandwidths,
+                                                      pooling_widths, caps)
+
+
+_HOST_GEOMETRY = _host_geometry_triton
 
 
 def _check(device: torch.device, dtype: torch.dtype) -> Optional[str]:

@@ -11,7 +11,7 @@ GPU). Kernels: ``eleaf.kernels.gabor_taps``. Layouts and plans: :mod:`eleaf.ops.
 Precision: float32 parameters are computed in float32 with the reference's operation order;
 the gradients are reduced per filter in float32, deterministically (no atomics).
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -92,14 +92,16 @@ def _gabor_geometry_fake(center_freqs, bandwidths, layout):
 
 
 def pack_fwd(center_freqs: torch.Tensor, bandwidths: torch.Tensor, pool_widths: torch.Tensor,
-             geo: torch.Tensor, layout: List[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+             geo: Optional[torch.Tensor], layout: List[int]
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Packed float32 (taps, windows) of ``eleaf.ops.gabor.gabor_fwd``.
 
     Args:
         center_freqs, bandwidths (Tensor): (F,) float32, rad/sample and samples (clamped).
         pool_widths (Tensor): (F,) float32 pooling widths: clamped, rescaled here to each
             group's window for a computed-geometry layout; already rescaled for a static one.
-        geo (Tensor): int32 (G, 4) geometry on the parameters' device.
+        geo (Tensor or None): int32 (G, 4) geometry on the parameters' device (None: the
+            static layout's own).
         layout (list of int): the layout (:mod:`eleaf.ops.gabor_plan`).
     Returns:
         (taps, windows): 1-D float32, per group the (2n, K) and (n, W) matrices flattened at
@@ -107,6 +109,7 @@ def pack_fwd(center_freqs: torch.Tensor, bandwidths: torch.Tensor, pool_widths: 
     """
     dev = center_freqs.device
     p = layout_plan(layout, dev)
+    geo = p.static_geo if geo is None else geo
     _check_params((('center_freqs', center_freqs), ('bandwidths', bandwidths),
                    ('pool_widths', pool_widths)), p.F, 'gabor_pack')
     taps = alloc((p.taps_numel,), torch.float32, dev)
@@ -122,12 +125,13 @@ def pack_fwd(center_freqs: torch.Tensor, bandwidths: torch.Tensor, pool_widths: 
 
 def pack_bwd(grad_taps: torch.Tensor, grad_windows: torch.Tensor, taps: torch.Tensor,
              windows: torch.Tensor, bandwidths: torch.Tensor, pool_widths: torch.Tensor,
-             geo: torch.Tensor, layout: List[int]
+             geo: Optional[torch.Tensor], layout: List[int]
              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (center_freqs, bandwidths, pool_widths), each (F,) float32, of
     :func:`pack_fwd` from its outputs' gradients (None: zero) and its outputs."""
     dev = taps.device
     p = layout_plan(layout, dev)
+    geo = p.static_geo if geo is None else geo
     grad_taps = torch.zeros_like(taps) if grad_taps is None else grad_taps.contiguous()
     grad_windows = (torch.zeros_like(windows) if grad_windows is None
                     else grad_windows.contiguous())
@@ -161,7 +165,8 @@ class GaborPack(torch.autograd.Function):
 
 @torch.library.custom_op('eleaf::gabor_pack', mutates_args=())
 def gabor_pack(center_freqs: torch.Tensor, bandwidths: torch.Tensor, pool_widths: torch.Tensor,
-               geo: torch.Tensor, layout: List[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+               geo: Optional[torch.Tensor], layout: List[int]
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`pack_fwd` as a custom op (for torch.compile)."""
     return pack_fwd(center_freqs, bandwidths, pool_widths, geo, layout)
 
@@ -178,7 +183,7 @@ def _gabor_pack_fake(center_freqs, bandwidths, pool_widths, geo, layout):
 @torch.library.custom_op('eleaf::gabor_pack_bwd', mutates_args=())
 def gabor_pack_bwd(grad_taps: torch.Tensor, grad_windows: torch.Tensor, taps: torch.Tensor,
                    windows: torch.Tensor, bandwidths: torch.Tensor, pool_widths: torch.Tensor,
-                   geo: torch.Tensor, layout: List[int]
+                   geo: Optional[torch.Tensor], layout: List[int]
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`pack_bwd` as a custom op."""
     return pack_bwd(grad_taps, grad_windows, taps, windows, bandwidths, pool_widths, geo,

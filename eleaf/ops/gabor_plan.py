@@ -131,6 +131,10 @@ def caps_layout(caps: GeometryCaps) -> List[int]:
     return list(_caps_layout(caps))
 
 
+#: Dynamo calls it at trace time and takes the list as a constant (see eleaf.ops.backends)
+caps_layout._dynamo_marked_constant = True
+
+
 @functools.lru_cache(maxsize=64)
 def _caps_layout(caps: GeometryCaps) -> Tuple[int, ...]:
     out = [caps.hop, caps.shifts, caps.pool_size, _f32_bits(caps.conv_win_factor),
@@ -158,8 +162,10 @@ def static_layout(geometry: Sequence[GroupGeometry]) -> List[int]:
                              % (hop, g.conv_stride, g.pool_stride))
         out += [g.start, g.stop, g.kernel_size, g.window_size, g.conv_stride]
     out.append(0)
-    parse_layout(out)   # validates
+    if not torch.compiler.is_compiling():
+        parse_layout(out)   # validates (eagerly: the custom ops validate it again anyway)
     return out
+
 
 
 @functools.lru_cache(maxsize=256)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..functional.gabor import GroupGeometry
 from ..functional.tf_leaf import tf_gabor_taps_odd, tf_lowpass_windows, tf_same_padding
 from .backends import register_impl
-from .gabor import HAS_TRITON, _check, pool, static_geometry
+from .gabor import HAS_TRITON, _check, pool, static_layout
 
 __all__ = ['tf_gabor_filterbank_triton']
 
@@ -52,10 +52,10 @@ def tf_gabor_filterbank_triton(x: torch.Tensor, kernel: torch.Tensor, pool_width
     if K % 2 == 0:  # the kernels take odd windows: a zero tap at the end
         windows = F.pad(windows, (0, 1))
     W = windows.shape[1]
-    geo, layout = static_geometry([GroupGeometry(0, n, 1, stride, re.shape[1], W)], x.device)
+    layout = static_layout([GroupGeometry(0, n, 1, stride, re.shape[1], W)])
     pool_shift = tf_same_padding(x.shape[-1], K, stride)[0] - W // 2
     packed = torch.cat([re.reshape(-1), im.reshape(-1)])
-    return pool(x, packed, windows.reshape(-1), geo, layout, pool_shift)
+    return pool(x, packed, windows.reshape(-1), None, layout, pool_shift)
 
 
 if HAS_TRITON:
