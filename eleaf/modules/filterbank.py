@@ -41,6 +41,9 @@ class GaborFilterbank(nn.Module):
         backend (str, keyword-only): 'auto', 'torch', 'triton' or 'cpp'. (Default: 'auto')
     Shape:
         (B, 1, L) -> (B, F, T), T = (L - 1) // pool_stride + 1.
+    Precision: float16/bfloat16 parameters and inputs are computed in float32 from their
+    values and the output rounded to the input's dtype (Triton takes low-precision inputs
+    natively, float32 accumulation).
     """
 
     def __init__(self, n_filters: int, min_freq: float, max_freq: float, sample_rate: int,
@@ -70,19 +73,36 @@ class GaborFilterbank(nn.Module):
                               self.pool_size),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        center_freqs, bandwidths, pooling_widths = self.clamped_parameters()
+        params = _float32_if_low(self.clamped_parameters())
         if self.filter_size != self.pool_size:
             # the original pads the pooling by filter_size // 2: only the reference has that
             if self.backend not in ('auto', 'torch'):
                 select_impl('gabor_filterbank', 'torch', x.device, x.dtype)
-            return gabor_filterbank_ref(x, center_freqs, bandwidths, pooling_widths,
-                                        self.filter_size, self.pool_size, self.pool_stride)
-        _, impl = select_impl('gabor_filterbank', self.backend, x.device, x.dtype)
-        return impl(x, center_freqs, bandwidths, pooling_widths, self.geometry())
+            return _in_float32(x, 'torch', lambda x: gabor_filterbank_ref(
+                x, *params, self.filter_size, self.pool_size, self.pool_stride))
+        backend, impl = select_impl('gabor_filterbank', self.backend, x.device, x.dtype)
+        return _in_float32(x, backend, lambda x: impl(x, *params, self.geometry()))
 
     def extra_repr(self):
         return 'n_filters=%d, filter_size=%d, pool_size=%d, pool_stride=%d, backend=%r' % (
             self.n_filters, self.filter_size, self.pool_size, self.pool_stride, self.backend)
+
+
+_LOWP = (torch.float16, torch.bfloat16)
+
+
+def _float32_if_low(params):
+    """float16/bfloat16 parameters as float32 (differentiable casts): the Gabor taps,
+    windows and group geometry are computed in float32 from the parameters' values."""
+    return tuple(p.float() if p.dtype in _LOWP else p for p in params)
+
+
+def _in_float32(x: torch.Tensor, backend: str, run):
+    """``run(x)``; a float16/bfloat16 input is computed in float32 and the output rounded
+    back, except on Triton, whose kernels take low-precision inputs (float32 accumulation)."""
+    if x.dtype in _LOWP and backend != 'triton':
+        return run(x.float()).to(x.dtype)
+    return run(x)
 
 
 def _frozen(p: torch.Tensor) -> bool:
@@ -122,6 +142,9 @@ class GroupedGaborFilterbank(nn.Module):
         backend (str, keyword-only): 'auto', 'torch', 'triton' or 'cpp'. (Default: 'auto')
     Shape:
         (B, 1, L) -> (B, F, T), T = (L - 1) // pool_stride + 1.
+    Precision: float16/bfloat16 parameters and inputs are computed in float32 from their
+    values and the output rounded to the input's dtype (Triton takes low-precision inputs
+    natively, float32 accumulation).
     """
 
     def __init__(self, n_filters: int, num_groups: int, min_freq: float, max_freq: float,
@@ -224,9 +247,9 @@ class GroupedGaborFilterbank(nn.Module):
         return scaled_pool_widths_tensor(self.pooling_widths, geometry, self.caps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        center_freqs, bandwidths, pooling_widths = self.clamped_parameters()
-        _, impl = select_impl('grouped_gabor_filterbank', self.backend, x.device, x.dtype)
-        return impl(x, center_freqs, bandwidths, pooling_widths, self.caps)
+        params = _float32_if_low(self.clamped_parameters())
+        backend, impl = select_impl('grouped_gabor_filterbank', self.backend, x.device, x.dtype)
+        return _in_float32(x, backend, lambda x: impl(x, *params, self.caps))
 
     def extra_repr(self):
         return ('n_filters=%d, num_groups=%d, pool_size=%d, pool_stride=%d, '
