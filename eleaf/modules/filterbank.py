@@ -17,6 +17,8 @@ from ..functional.export import is_exporting
 from ..functional.geometry import (geometry_caps, group_geometry_tensor,
                                    scaled_pool_widths_tensor)
 from ..ops import check_backend_name, select_impl
+from ..ops.grouped_gabor import check_finite_parameters
+from .inputs import debug_enabled
 
 __all__ = ['GaborFilterbank', 'GroupedGaborFilterbank']
 
@@ -249,6 +251,8 @@ class GroupedGaborFilterbank(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = _float32_if_low(self.clamped_parameters())
         backend, impl = select_impl('grouped_gabor_filterbank', self.backend, x.device, x.dtype)
+        if backend == 'triton' and debug_enabled() and not torch.compiler.is_compiling():
+            check_finite_parameters(*params[:2])   # the host paths always check
         return _in_float32(x, backend, lambda x: impl(x, *params, self.caps))
 
     def extra_repr(self):

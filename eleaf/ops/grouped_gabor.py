@@ -25,10 +25,23 @@ from ..functional.static_filterbank import grouped_gabor_filterbank_static
 from .backends import register_impl
 from .graph_break import run_eager
 
-__all__ = ['grouped_gabor_filterbank_ref_op', 'with_host_geometry']
+__all__ = ['grouped_gabor_filterbank_ref_op', 'with_host_geometry', 'check_finite_parameters']
+
+
+def check_finite_parameters(center_freqs: torch.Tensor, bandwidths: torch.Tensor):
+    """ValueError when a centre frequency or bandwidth is NaN or infinite (a host
+    synchronisation on a GPU: the host-geometry paths make one anyway, the Triton path only
+    under ``eleaf.set_debug(True)``). The geometry of such parameters is meaningless."""
+    for name, t in (('center_freqs', center_freqs), ('bandwidths', bandwidths)):
+        bad = int((~torch.isfinite(t.detach())).sum())
+        if bad:
+            raise ValueError('GroupedGaborFilterbank: %d of the %d %s are not finite (NaN or '
+                             'inf), so the group geometry is undefined; reload a good '
+                             'checkpoint or lower the learning rate' % (bad, t.numel(), name))
 
 
 def _call_with_host_geometry(impl, x, center_freqs, bandwidths, pool_widths, geometry, caps):
+    check_finite_parameters(center_freqs, bandwidths)
     return impl(x, center_freqs, bandwidths, pool_widths, geometry_from_tensor(geometry, caps))
 
 

@@ -312,3 +312,23 @@ def test_constructed_in_inference_mode():
     want = ref(x)
     torch.testing.assert_close(inside, want, rtol=0, atol=0)
     torch.testing.assert_close(outside, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('backend', ['torch', 'auto'])
+def test_non_finite_parameter_is_a_clear_error(backend):
+    """A NaN bandwidth (or centre frequency) makes the geometry undefined: one ValueError
+    naming the parameter, not 'cannot convert float NaN to integer'."""
+    fe = eleaf.EfficientLeaf(n_filters=8, num_groups=2, backend=backend)
+    with torch.no_grad():
+        fe.filterbank.bandwidths[3] = float('nan')
+    with pytest.raises(ValueError, match='1 of the 8 bandwidths are not finite'):
+        fe(torch.randn(1, 1600))
+    with torch.no_grad():
+        fe.filterbank.bandwidths[3] = 5.
+        fe.filterbank.center_freqs[0] = float('inf')
+    # +inf is clamped to float32(pi) in place: a valid geometry again
+    assert torch.isfinite(fe(torch.randn(1, 1600))).all()
+    with torch.no_grad():
+        fe.filterbank.center_freqs[0] = float('nan')
+    with pytest.raises(ValueError, match='center_freqs are not finite'):
+        fe(torch.randn(1, 1600))
