@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='bar chart of throughput relative to mel (needs matplotlib)')
     parser.add_argument('--compare', nargs=2, metavar=('OLD.json', 'NEW.json'),
                         help='print NEW/OLD throughput ratios of two result files and exit')
+    parser.add_argument('--graph', action='store_true',
+                        help='CUDA only: also time every case (and mel) as a replayed CUDA graph '
+                             'of the same step (eleaf.graphs), and count the host '
+                             'synchronisations per eager step')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser
 
@@ -105,6 +109,8 @@ def _check_args(parser, args):
     if device.type == 'cuda' and not torch.cuda.is_available():
         parser.error('--device %s: CUDA is not available (torch %s)' % (args.device,
                                                                          torch.__version__))
+    if args.graph and device.type != 'cuda':
+        parser.error('--graph times CUDA graphs: it needs --device cuda')
     args.no_memory = not args.memory if args.memory is not None else args.quick
     if args.batch is not None and args.batch < 1:
         parser.error('--batch must be >= 1, got %d' % args.batch)
@@ -267,6 +273,9 @@ def run(args, progress=True):
                                      mel_times=mel_times)
                     entry.update(time_s=statistics.median(times), time_min_s=min(times),
                                  times=times, repeats=len(times))
+                    if args.graph:
+                        entry.update(_graph_times(frontend, mel, x, workload, device,
+                                                  repeats, case == mel_case))
                 except Exception as exc:
                     if bar is not None:
                         bar.write('error in %s, %d x %s s, %s: %s' % (
@@ -294,6 +303,37 @@ def run(args, progress=True):
         bar.close()
     B.add_ratios(results)
     return meta, results
+
+
+def _graph_times(frontend, mel, x, workload, device, repeats, is_mel):
+    """``--graph``: the case's step (and mel's) captured in CUDA graphs, replays timed in
+    alternating blocks; host synchronisations per eager step."""
+    from ..graphs import capture, count_syncs, make_train_step
+
+    def graphed(module):
+        if workload == 'train':
+            module.train()
+            return capture(make_train_step(module, x, None))[0]
+        module.eval()
+
+        def infer():
+            with torch.no_grad():
+                return module(x)
+        return capture(infer)[0]
+    out = dict(syncs_per_step=count_syncs(B.make_step(frontend, x, workload), 3) / 3)
+    try:
+        step = graphed(frontend)
+        if is_mel:
+            out['graph_time_s'] = statistics.median(B.time_step(step, device, 0, repeats))
+            out['graph_x_mel'] = 1.0
+        else:
+            times, mel_times = B.paired_times(step, graphed(mel), device, repeats)
+            out.update(graph_time_s=statistics.median(times),
+                       graph_mel_time_s=statistics.median(mel_times))
+            out['graph_x_mel'] = out['graph_mel_time_s'] / out['graph_time_s']
+    except Exception as exc:   # e.g. a path that synchronises cannot be captured
+        out['graph_error'] = '%s: %s' % (type(exc).__name__, exc)
+    return out
 
 
 def _label(r):
@@ -357,6 +397,11 @@ def format_results(meta, results) -> str:
         meta['date'])]
     if not any(r.get('peak_bytes') is not None for r in timed):  # --no-memory
         header, rows = header[:-1], [row[:-1] for row in rows]
+    if any('syncs_per_step' in r for r in timed):   # --graph
+        header = header + ['graph ms', 'x mel graph', 'syncs/step']
+        rows = [row + ['%.2f' % (1e3 * r['graph_time_s']) if r.get('graph_time_s') else '-',
+                       _ratio(r.get('graph_x_mel')), '%g' % r.get('syncs_per_step', 0)]
+                for row, r in zip(rows, timed)]
     lines.append(_table(header, rows) if rows else '(no timed results)')
     if rows:
         lines.append(X_MEL_NOTE)

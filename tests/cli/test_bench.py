@@ -103,6 +103,7 @@ def test_compare_rejects_non_result_files(tmp_path):
     (['--json', '/nonexistent-dir/r.json'], 'no folder'),
     (['--compare', 'missing-old.json', 'missing-new.json'], 'no such file: missing-old.json'),
     (['--batch', 'many'], "invalid int value: 'many'"),
+    (['--device', 'cpu', '--graph'], '--graph times CUDA graphs: it needs --device cuda'),
 ])
 def test_bad_options(argv, message, capsys):
     with pytest.raises(SystemExit) as err:
@@ -258,3 +259,21 @@ def test_plot_says_what_x_mel_means(tmp_path, monkeypatch):
     cli.plot(meta, rows, str(tmp_path / 'p.png'))
     label = figures[0].axes[0].get_xlabel()
     assert 'mel time / frontend time' in label and 'higher is faster' in label
+
+
+def test_graph_columns_in_the_table():
+    """--graph results (CUDA) add the replayed-graph time, its ratio to mel's graph and the
+    host synchronisations per eager step to each row."""
+    meta = dict(device='cuda', device_name='GPU', threads=1, torch='t', triton='t', date='d')
+    rows = [dict(frontend=B.MEL_BASELINE, backend='torch', n_filters=40, batch=2, seconds=1,
+                 workload='train', time_s=0.01, graph_time_s=0.004, graph_x_mel=1.0,
+                 syncs_per_step=0),
+            dict(frontend='EfficientLeaf 8G-opt + LogTBN', backend='triton', n_filters=80,
+                 batch=2, seconds=1, workload='train', time_s=0.02, mel_time_s=0.01,
+                 graph_time_s=0.008, graph_mel_time_s=0.004, graph_x_mel=0.5,
+                 syncs_per_step=0)]
+    text = cli.format_results(meta, B.add_ratios(rows))
+    header = next(line for line in text.splitlines() if line.startswith('frontend'))
+    assert header.endswith('graph ms  x mel graph  syncs/step'), header
+    row = next(line for line in text.splitlines() if line.startswith('EfficientLeaf'))
+    assert row.split()[-3:] == ['8.00', '0.5', '0']
