@@ -429,7 +429,10 @@ def _peak_rss_child(case: Case, sizes, workloads=WORKLOADS) -> list:
                 _reset_peak_rss()
                 before = _proc_status_kib('VmRSS')
                 step()
-                peaks[workload] = 1024 * (_proc_status_kib('VmHWM') - before)
+                # VmHWM is updated lazily by the kernel (it can lag the current RSS, and
+                # read below the RSS before the call): the rise is never negative
+                high = max(_proc_status_kib('VmHWM'), _proc_status_kib('VmRSS'))
+                peaks[workload] = 1024 * max(0, high - before)
             else:  # ru_maxrss: a high-water mark since the start, never reset
                 step()
                 peaks[workload] = None if base is None else _maxrss_bytes() - base
