@@ -118,7 +118,7 @@ def _warn_unfused():
     if not _warned_unfused:
         _warned_unfused = True
         logging.getLogger('eleaf').warning(
-            'eleaf: the CPU filterbank runs its FFT path as separate ops, 2-4x slower than '
+            'the CPU filterbank runs its FFT path as separate ops, 2-4x slower than '
             'the fused op (%s)', FUSED_FFT_REASON)
 
 #: convolution output values (2 per filter and step) computed at once: blocks stay in the

@@ -22,14 +22,16 @@ from ..functional.gabor import GroupGeometry
 from ..functional.tf_leaf import tf_gabor_taps_odd, tf_lowpass_windows, tf_same_padding
 from .backends import register_impl
 from .gabor_cpu import AVAILABLE, check, filterbank_groups
+from .graph_break import run_eager
 
 __all__ = ['tf_gabor_filterbank_cpu']
 
 
-@torch.compiler.disable  # runs eagerly under torch.compile (see gabor_filterbank_cpu)
 def tf_gabor_filterbank_cpu(x: torch.Tensor, kernel: torch.Tensor, pool_widths: torch.Tensor,
                             kernel_size: int, stride: int) -> torch.Tensor:
-    """Same semantics as :func:`eleaf.functional.tf_leaf.tf_gabor_filterbank_ref`.
+    """Same semantics as :func:`eleaf.functional.tf_leaf.tf_gabor_filterbank_ref`; under
+    torch.compile one graph break (:func:`~eleaf.ops.graph_break.run_eager`, which imports
+    torch._dynamo only while Dynamo traces), as :func:`eleaf.ops.gabor_cpu.gabor_filterbank_cpu`.
 
     Args:
         x (Tensor): (B, 1, L) waveform, float32 or float64, CPU.
@@ -41,6 +43,10 @@ def tf_gabor_filterbank_cpu(x: torch.Tensor, kernel: torch.Tensor, pool_widths: 
     Returns:
         Tensor: (B, F, T) with T = ceil(L / S).
     """
+    return run_eager(_tf_gabor_filterbank_cpu, x, kernel, pool_widths, kernel_size, stride)
+
+
+def _tf_gabor_filterbank_cpu(x, kernel, pool_widths, kernel_size, stride):
     if x.dim() != 3 or x.shape[1] != 1:
         raise ValueError('tf_gabor_filterbank: x must be (B, 1, L), got %s'
                          % (tuple(x.shape),))
