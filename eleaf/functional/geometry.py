@@ -22,7 +22,8 @@ import torch
 __all__ = ['GroupGeometry', 'group_splits', 'possible_strides', 'group_stride',
            'group_geometry', 'group_pool_widths', 'GeometryCaps', 'geometry_caps',
            'group_geometry_tensor', 'scaled_pool_widths_tensor', 'filter_groups',
-           'geometry_from_tensor', 'stride_thresholds', 'GEO_S', 'GEO_P', 'GEO_K', 'GEO_W']
+           'geometry_from_tensor', 'stride_thresholds', 'check_finite_parameters', 'GEO_S',
+           'GEO_P', 'GEO_K', 'GEO_W']
 
 #: columns of the ``(G, 4)`` geometry tensor
 GEO_S, GEO_P, GEO_K, GEO_W = 0, 1, 2, 3
@@ -297,3 +298,15 @@ def stride_thresholds(caps: GeometryCaps) -> List[Tuple[int, float]]:
                 hi = mid
         out.append((d, float(np.array(lo, dtype=np.uint32).view(np.float32))))
     return out
+
+
+def check_finite_parameters(center_freqs: torch.Tensor, bandwidths: torch.Tensor):
+    """ValueError when a centre frequency or bandwidth is NaN or infinite (a host
+    synchronisation on a GPU: the host-geometry paths make one anyway, the Triton path only
+    under ``eleaf.set_debug(True)``). The geometry of such parameters is meaningless."""
+    for name, t in (('center_freqs', center_freqs), ('bandwidths', bandwidths)):
+        bad = int((~torch.isfinite(t.detach())).sum())
+        if bad:
+            raise ValueError('GroupedGaborFilterbank: %d of the %d %s are not finite (NaN or '
+                             'inf), so the group geometry is undefined; reload a good '
+                             'checkpoint or lower the learning rate' % (bad, t.numel(), name))

@@ -14,10 +14,9 @@ import torch.nn as nn
 from ..functional.gabor import (GroupGeometry, gabor_filterbank_ref, group_geometry,
                                 group_stride, mel_filter_params, possible_strides)
 from ..functional.export import is_exporting
-from ..functional.geometry import (geometry_caps, group_geometry_tensor,
-                                   scaled_pool_widths_tensor)
+from ..functional.geometry import (check_finite_parameters, geometry_caps,
+                                   group_geometry_tensor, scaled_pool_widths_tensor)
 from ..ops import check_backend_name, select_impl
-from ..ops.grouped_gabor import check_finite_parameters
 from .inputs import debug_enabled
 
 __all__ = ['GaborFilterbank', 'GroupedGaborFilterbank']

@@ -19,25 +19,14 @@ import torch
 
 from ..functional.gabor import grouped_gabor_filterbank_ref
 from ..functional.export import is_exporting
-from ..functional.geometry import (GeometryCaps, geometry_from_tensor, group_geometry_tensor,
+from ..functional.geometry import (GeometryCaps, check_finite_parameters,
+                                   geometry_from_tensor, group_geometry_tensor,
                                    scaled_pool_widths_tensor)
 from ..functional.static_filterbank import grouped_gabor_filterbank_static
 from .backends import register_impl
 from .graph_break import run_eager
 
-__all__ = ['grouped_gabor_filterbank_ref_op', 'with_host_geometry', 'check_finite_parameters']
-
-
-def check_finite_parameters(center_freqs: torch.Tensor, bandwidths: torch.Tensor):
-    """ValueError when a centre frequency or bandwidth is NaN or infinite (a host
-    synchronisation on a GPU: the host-geometry paths make one anyway, the Triton path only
-    under ``eleaf.set_debug(True)``). The geometry of such parameters is meaningless."""
-    for name, t in (('center_freqs', center_freqs), ('bandwidths', bandwidths)):
-        bad = int((~torch.isfinite(t.detach())).sum())
-        if bad:
-            raise ValueError('GroupedGaborFilterbank: %d of the %d %s are not finite (NaN or '
-                             'inf), so the group geometry is undefined; reload a good '
-                             'checkpoint or lower the learning rate' % (bad, t.numel(), name))
+__all__ = ['grouped_gabor_filterbank_ref_op', 'with_host_geometry']
 
 
 def _call_with_host_geometry(impl, x, center_freqs, bandwidths, pool_widths, geometry, caps):
@@ -69,14 +58,22 @@ grouped_gabor_filterbank_ref_op = with_host_geometry(grouped_gabor_filterbank_re
 register_impl('grouped_gabor_filterbank', 'torch', grouped_gabor_filterbank_ref_op)
 
 
-def _register_host_geometry_backends():
-    """The C++ CPU filterbank (Python-int geometry) serves ``grouped_gabor_filterbank``
-    through :func:`with_host_geometry`; the Triton one registers its own (eleaf.ops.gabor)."""
+def _cpp_filterbank(x, center_freqs, bandwidths, pool_widths, geometry):
+    """The C++ CPU filterbank (``gabor_filterbank`` on 'cpp'), looked up when called: this
+    module may be imported before eleaf.ops.gabor_cpu registers it."""
     from .backends import _REGISTRY
-    entry = _REGISTRY.get('gabor_filterbank', {}).get('cpp')
-    if entry is not None:
-        register_impl('grouped_gabor_filterbank', 'cpp', with_host_geometry(entry.fn),
-                      entry.check)
+    return _REGISTRY['gabor_filterbank']['cpp'].fn(x, center_freqs, bandwidths, pool_widths,
+                                                    geometry)
 
 
-_register_host_geometry_backends()
+def _cpp_check(device, dtype):
+    from .backends import _REGISTRY, _impl_reason
+    if 'cpp' not in _REGISTRY.get('gabor_filterbank', {}):
+        return _impl_reason('gabor_filterbank', 'cpp', device, dtype)
+    return _REGISTRY['gabor_filterbank']['cpp'].check(device, dtype)
+
+
+#: the C++ CPU filterbank (Python-int geometry) through with_host_geometry; the Triton one
+#: registers its own (eleaf.ops.gabor)
+register_impl('grouped_gabor_filterbank', 'cpp', with_host_geometry(_cpp_filterbank),
+              _cpp_check)
