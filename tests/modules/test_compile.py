@@ -19,10 +19,10 @@ from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
 FRONTENDS = {
     '8G-opt': lambda: eleaf.EfficientLeaf(n_filters=16, num_groups=8, conv_win_factor=6,
                                           stride_factor=16, backend='triton'),
-    '4G pcen': lambda: eleaf.EfficientLeaf(n_filters=8, num_groups=4, compression='pcen',
+    '4G pcen': lambda: eleaf.EfficientLeaf(n_filters=4, num_groups=2, compression='pcen',
                                            backend='triton'),
-    'leaf': lambda: eleaf.Leaf(n_filters=8, backend='triton'),
-    'tfleaf': lambda: eleaf.TFLeaf(n_filters=8, backend='triton'),
+    'leaf': lambda: eleaf.Leaf(n_filters=4, backend='triton'),
+    'tfleaf': lambda: eleaf.TFLeaf(n_filters=4, backend='triton'),
     'mel': lambda: eleaf.Mel(n_filters=8),
 }
 
@@ -48,9 +48,13 @@ def test_fullgraph_training_matches_eager_and_compiles_once(name):
     compiled = torch.compile(comp, fullgraph=True, backend=counter)
     opt_e = torch.optim.SGD(eager.parameters(), lr=1e-3)
     opt_c = torch.optim.SGD(comp.parameters(), lr=1e-3)
-    x = torch.randn(2, 640, generator=torch.Generator().manual_seed(1))
+    # the interpreter's time grows with the frames: PCEN and LEAF's 401-tap kernels are slow
+    # there, so their checks take fewer and shorter steps (two steps: one optimizer step)
+    slow = name in ('4G pcen', 'leaf', 'tfleaf')
+    x = torch.randn(1 if slow else 2, 480 if slow else 640,
+                    generator=torch.Generator().manual_seed(1))
     geometries = set()
-    for step in range(3):
+    for step in range(2 if slow else 3):
         out_e, out_c = eager(x), compiled(x)
         assert_close('%s out step %d' % (name, step), out_e.detach(), out_c.detach(),
                      RTOL[torch.float32])
