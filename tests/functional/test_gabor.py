@@ -9,6 +9,7 @@ import torch
 from eleaf.functional import (gabor_filterbank_ref, gabor_filters, gabor_kernel, gauss_windows,
                               group_geometry, group_splits, grouped_gabor_filterbank_ref,
                               mel_filter_params)
+from tests.functional.test_geometry import spec_geometry
 
 Z = math.sqrt(2 * math.log(2)) / math.pi
 
@@ -65,21 +66,12 @@ def test_gauss_windows_float64(W):
 
 
 def np_geometry(mu, sigma, G, pool_size, hop, wf, sf):
-    """SPEC §5 re-derived: divisors, strides, kernel and window sizes per group."""
+    """SPEC §5 re-derived (tests/functional/test_geometry.py): (start, stop, s, P, K, W) per
+    group, K in float32 as the parameters."""
     F = len(mu)
-    divisors = [d for d in range(1, hop + 1) if hop % d == 0]
-    out = []
-    for g in range(G):
-        a, b = g * F // G, (g + 1) * F // G
-        mmax = float(np.max(mu[a:b]))
-        smax = hop if mmax == 0 else max(1, np.pi / mmax * sf)
-        s = max(d for d in divisors if d <= smax)
-        K = int(np.float32(np.max(sigma[a:b])) * np.float32(wf))
-        K += 1 - K % 2
-        W = int(pool_size / s + .5)
-        W += 1 - W % 2
-        out.append((a, b, s, hop // s, K, W))
-    return out
+    rows = spec_geometry(np.asarray(mu), np.asarray(sigma, dtype=np.float32), G, pool_size,
+                         hop, wf, sf)
+    return [(g * F // G, (g + 1) * F // G) + row for g, row in enumerate(rows)]
 
 
 @pytest.mark.parametrize('n,G,wf,sf,sr', [(40, 4, 4.75, 1., 16000), (40, 4, 4.77, 1., 16000),
