@@ -64,7 +64,7 @@ import triton.language as tl
 
 __all__ = ['_gabor_fwd_kernel', '_gabor_bwd_rows_kernel', '_gabor_bwd_window_kernel',
            '_gabor_bwd_window_loop_kernel',
-           '_gabor_bwd_taps_kernel', '_gabor_bwd_input_kernel',
+           '_gabor_bwd_taps_kernel', '_gabor_bwd_taps_fold_kernel', '_gabor_bwd_input_kernel',
            'TAB_F_OUT', 'TAB_NB', 'TAB_GROUP', 'TAB_LOC', 'TAB_N', 'TAB_TAPS', 'TAB_WINS', 'NCOL',
            'GEO_S', 'GEO_P', 'GEO_K', 'GEO_W', 'GEO_NCOL']
 
@@ -148,6 +148,66 @@ def _conv_tile(re, im, x_b, stride_xl, base, rvalid, taps_ptr, tap_re, tap_im, f
 
 
 @triton.jit
+def _fold_rows(XPLANE, XOFF, XREV, c, ALIGN: tl.constexpr):
+    """Row starts, in the x planes of one example, of the samples x[c + j] (``right``) and
+    x[c - j] (``left``, read forwards in the reversed planes) for j = 0, 1, ... of rows centred
+    on the samples ``c`` ([rows] int32, >= 0): multiples of ``ALIGN``, so a tile's rows are
+    aligned ALIGN-element vector loads (see :func:`eleaf.ops.gabor.x_planes`)."""
+    er = XOFF + c
+    el = XREV - c
+    ar = er % ALIGN
+    al = el % ALIGN
+    right = tl.multiple_of(er - ar, ALIGN) + ar * XPLANE
+    left = tl.multiple_of(el - al, ALIGN) + (ALIGN + al) * XPLANE
+    return right, left
+
+
+@triton.jit
+def _fold_operands(xq_b, right, left, rvalid, j, ALIGN: tl.constexpr):
+    """[rows, taps] fp32 tiles S = x[c + j] + x[c - j] and D = x[c + j] - x[c - j] (zero for
+    rows not ``rvalid``; j >= 0 the taps' offsets from the centre) from two aligned loads."""
+    xr = tl.load(xq_b + tl.multiple_of(right, ALIGN)[:, None] + j[None, :],
+                 mask=rvalid[:, None], other=0.).to(tl.float32)
+    xl = tl.load(xq_b + tl.multiple_of(left, ALIGN)[:, None] + j[None, :],
+                 mask=rvalid[:, None], other=0.).to(tl.float32)
+    return xr + xl, xr - xl
+
+
+@triton.jit
+def _fold_tile(re, im, xq_b, XPLANE, XOFF, XREV, c, rvalid, taps_ptr, tap_re, tap_im, fo,
+               fmask, K, ALIGN: tl.constexpr, BLOCK_K: tl.constexpr, LOWP: tl.constexpr,
+               PRECISION: tl.constexpr):
+    """(re, im) plus the Gabor responses of a tile of convolution rows centred on the samples
+    ``c`` ([rows]), folding the taps' symmetry (real parts even, imaginary parts odd about the
+    centre tap hk = K//2): re = sum_{j=0}^{hk} h_re[hk + j] (x[c + j] + x[c - j]) with the
+    centre tap halved, im = sum_{j=1}^{hk} h_im[hk + j] (x[c + j] - x[c - j]); half the
+    products of :func:`_conv_tile`. Only the centre and right half of each tap row are read.
+    [rows, BLOCK_F] fp32; TF32 dots round their operands S, D to TF32 first."""
+    right, left = _fold_rows(XPLANE, XOFF, XREV, tl.where(rvalid, c, 0), ALIGN)
+    hk = K // 2
+    jj = tl.arange(0, BLOCK_K)
+    for j0 in range(0, hk + 1, BLOCK_K):
+        j = j0 + jj
+        xs, xd = _fold_operands(xq_b, right, left, rvalid, j, ALIGN)
+        hmask = (j <= hk)[:, None] & fmask[None, :]
+        hoff = fo[None, :] * K + (hk + j)[:, None]
+        hr = tl.load(taps_ptr + tap_re + hoff, mask=hmask, other=0.)
+        hi = tl.load(taps_ptr + tap_im + hoff, mask=hmask & (j > 0)[:, None], other=0.)
+        hr = tl.where((j == 0)[:, None], hr * 0.5, hr)
+        if LOWP:   # fp16/bf16 planes: the sums rounded to their dtype, fp32 accumulation
+            lowp = xq_b.dtype.element_ty
+            re = tl.dot(xs.to(lowp), hr.to(lowp), re)
+            im = tl.dot(xd.to(lowp), hi.to(lowp), im)
+        else:
+            if PRECISION == 'tf32':
+                xs = _round_tf32(xs)
+                xd = _round_tf32(xd)
+            re = tl.dot(xs, hr, re, input_precision=PRECISION)
+            im = tl.dot(xd, hi, im, input_precision=PRECISION)
+    return re, im
+
+
+@triton.jit
 def _shift_rows(a, t, q: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_F: tl.constexpr):
     """Rows t + q of the [BLOCK_U, BLOCK_F] tile a (row BLOCK_U - 1 past the end), by an
     in-register gather (no dot: an fp32 0/1-matrix dot runs on FMAs and spills)."""
@@ -159,8 +219,10 @@ def _shift_rows(a, t, q: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_F: tl.conste
 def _gabor_fwd_kernel(
     x_ptr, taps_ptr, win_ptr, out_ptr, tab_ptr, geo_ptr,
     L, T, STEP, stride_xb, stride_xl, stride_ob, stride_of, stride_ot, POOL_SHIFT,
+    XPLANE, XOFF, XREV,
     NCOL: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     SHIFTS: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
+    FOLD: tl.constexpr = False, ALIGN: tl.constexpr = 1,
 ):
     """out[b, f, tau] = sum_k w_f[k] E_f[tau P - W//2 + k], E = |conv_f(x_b)|^2 (zero outside
     [0, N)).
@@ -177,6 +239,11 @@ def _gabor_fwd_kernel(
     x (B, 1, L) any strides; out (B, F, T); taps, windows packed fp32. LOWP: x is fp16/bf16,
     the taps are cast to x's dtype for tl.dot (fp32 accumulation); else fp32 dot with
     ``input_precision=PRECISION`` ('ieee' or 'tf32').
+
+    FOLD (the v2 kernels): ``x_ptr`` is the (B, 2 ALIGN, XPLANE) x planes of
+    :func:`eleaf.ops.gabor.x_planes` (batch stride ``stride_xb``; ``stride_xl`` unused) and
+    the tiles fold the taps' symmetry (:func:`_fold_tile`): half the products, aligned
+    ALIGN-element loads of x.
     """
     pid_t = tl.program_id(0)
     fb = tl.program_id(1)
@@ -214,10 +281,16 @@ def _gabor_fwd_kernel(
             b_hi = b_lo + (u_end - 1) * H
             j_lo = (tl.maximum(-b_hi, 0) // BLOCK_K) * BLOCK_K
             j_hi = tl.minimum(K, L - b_lo)
-            re, im = _conv_tile(tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32),
-                                tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32), x_b,
-                                stride_xl, base, rvalid, taps_ptr, tap_re, tap_im, fo, fmask,
-                                j_lo, j_hi, K, L, BLOCK_K, LOWP, PRECISION)
+            if FOLD:
+                re, im = _fold_tile(tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32),
+                                    tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32), x_b,
+                                    XPLANE, XOFF, XREV, base + hk, rvalid, taps_ptr, tap_re,
+                                    tap_im, fo, fmask, K, ALIGN, BLOCK_K, LOWP, PRECISION)
+            else:
+                re, im = _conv_tile(tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32),
+                                    tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32), x_b,
+                                    stride_xl, base, rvalid, taps_ptr, tap_re, tap_im, fo,
+                                    fmask, j_lo, j_hi, K, L, BLOCK_K, LOWP, PRECISION)
             e = re * re + im * im
             k = fo * 0 + q0 * P + r   # window tap of shift q0 + i: k + i P
             acc0 += tl.load(w_row + k, mask=fmask & (k < W), other=0.)[None, :] * e
@@ -250,8 +323,10 @@ def _gabor_fwd_kernel(
 def _gabor_bwd_rows_kernel(
     x_ptr, taps_ptr, win_ptr, g_ptr, d_ptr, e_ptr, tab_ptr, geo_ptr, base_ptr,
     L, T, stride_xb, stride_xl, stride_gb, stride_gf, stride_gt, POOL_SHIFT,
+    XPLANE, XOFF, XREV,
     NCOL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     LOWP: tl.constexpr, PRECISION: tl.constexpr, ROUND_D: tl.constexpr,
+    FOLD: tl.constexpr = False, ALIGN: tl.constexpr = 1,
 ):
     """Conv-output gradient of one block of convolution rows, recomputing the convolution.
 
@@ -259,7 +334,8 @@ def _gabor_bwd_rows_kernel(
     Writes, per group (``base_ptr``: int64 (G, 2) scratch offsets of the group's D and E):
     D (Bc, 2n, N) fp32 = (2 re dE, 2 im dE) and E (Bc, n, N) fp32 = re^2 + im^2, with
     dE[m, f] = sum_tau g[tau, f] w_f[m - tau P + W//2] over 0 <= m - tau P + W//2 < W.
-    ROUND_D: store D rounded to TF32 (the taps gradient reads it with tf32 dots).
+    ROUND_D: store D rounded to TF32 (the taps gradient reads it with tf32 dots). FOLD,
+    ALIGN, XPLANE, XOFF, XREV: as in ``_gabor_fwd_kernel``.
     """
     pid_m = tl.program_id(0)
     fb = tl.program_id(1)
@@ -283,10 +359,16 @@ def _gabor_bwd_rows_kernel(
     j_lo = (tl.maximum(hk - m_last * s, 0) // BLOCK_K) * BLOCK_K
     j_hi = tl.minimum(K, L - (m0 * s - hk))
 
-    re, im = _conv_tile(tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32),
-                        tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32), x_b, stride_xl, base,
-                        rvalid, taps_ptr, tap_re, tap_im, fo, fmask, j_lo, j_hi, K, L, BLOCK_K,
-                        LOWP, PRECISION)
+    if FOLD:
+        re, im = _fold_tile(tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32),
+                            tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32), x_b, XPLANE, XOFF,
+                            XREV, m * s, rvalid, taps_ptr, tap_re, tap_im, fo, fmask, K, ALIGN,
+                            BLOCK_K, LOWP, PRECISION)
+    else:
+        re, im = _conv_tile(tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32),
+                            tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32), x_b, stride_xl,
+                            base, rvalid, taps_ptr, tap_re, tap_im, fo, fmask, j_lo, j_hi, K, L,
+                            BLOCK_K, LOWP, PRECISION)
 
     # transposed pooling: frames tau = tau_hi - q with 0 <= m + W//2 - tau P < W
     g_b = g_ptr + b * stride_gb
@@ -320,9 +402,9 @@ def _gabor_bwd_rows_kernel(
 @triton.jit
 def _gabor_bwd_window_kernel(
     g_ptr, e_ptr, dwin_ptr, tab_ptr, geo_ptr, base_ptr,
-    L, T, NB, SPLIT, stride_gb, stride_gf, stride_gt, POOL_SHIFT,
+    L, T, NB, SPLIT, stride_gb, stride_gf, stride_gt, POOL_SHIFT, PART_STRIDE,
     NCOL: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_F: tl.constexpr,
-    QMAX: tl.constexpr,
+    QMAX: tl.constexpr, ATOMIC: tl.constexpr = True,
 ):
     """dw_f[q P + r] += sum_{b, u} g[b, f, u - q] E[b, f, u P + r - W//2] (the window taps
     split as k = q P + r like the forward; E zero outside [0, N), g zero outside [0, T)).
@@ -332,7 +414,9 @@ def _gabor_bwd_window_kernel(
     it = pid_s, pid_s + SPLIT, ... < NB cdiv(U, BLOCK_U), U = T + Q - 1, in registers: each
     item is one coalesced [BLOCK_U, BLOCK_R, BLOCK_F] tile of E (read once) times a
     [QMAX, BLOCK_U, BLOCK_F] tile of g; the [QMAX, BLOCK_R, BLOCK_F] result goes to dwin
-    (packed windows, fp32) with one atomic add per tap at the end.
+    (packed windows, fp32) with one atomic add per tap at the end, or, not ATOMIC (v2,
+    deterministic), is stored to the partial sums ``dwin + pid_s * PART_STRIDE`` (programs
+    own disjoint taps; the host sums the SPLIT partials in a fixed order).
     """
     pid_r = tl.program_id(0)
     fb = tl.program_id(1)
@@ -374,8 +458,12 @@ def _gabor_bwd_window_kernel(
     dw = tl.sum(acc, axis=1)
     k = qq[:, None] * P + rr[None, :]
     kok = (qq < Q)[:, None] & rmask[None, :] & (k < W)
-    tl.atomic_add(dwin_ptr + win0 + fo[None, None, :] * W + k[:, :, None], dw,
-                  mask=kok[:, :, None] & fmask[None, None, :], sem='relaxed')
+    if ATOMIC:
+        tl.atomic_add(dwin_ptr + win0 + fo[None, None, :] * W + k[:, :, None], dw,
+                      mask=kok[:, :, None] & fmask[None, None, :], sem='relaxed')
+    else:
+        tl.store(dwin_ptr + pid_s.to(tl.int64) * PART_STRIDE + win0 + fo[None, None, :] * W
+                 + k[:, :, None], dw, mask=kok[:, :, None] & fmask[None, None, :])
 
 
 @triton.jit
@@ -423,16 +511,17 @@ def _gabor_bwd_window_loop_kernel(
 @triton.jit
 def _gabor_bwd_taps_kernel(
     x_ptr, d_ptr, dtaps_ptr, tab_ptr, geo_ptr, base_ptr,
-    L, SPLIT, stride_xb, stride_xl,
+    L, SPLIT, stride_xb, stride_xl, PART_STRIDE,
     NCOL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
-    PRECISION: tl.constexpr,
+    PRECISION: tl.constexpr, ATOMIC: tl.constexpr = True,
 ):
     """dh[c, j] += sum_m D[b, c, m] x[b, m s - K//2 + j] for the real and imaginary rows c of
     one filter block and one chunk of taps j (weight gradient of the strided conv1d).
 
     Grid (cdiv(max K, BLOCK_K), filter blocks, Bc * SPLIT): each program reduces one of SPLIT
     row ranges of one batch element in registers, then adds into dtaps (packed, fp32)
-    atomically.
+    atomically, or, not ATOMIC (v2 with asymmetric taps: deterministic), stores its sums to
+    the partials ``dtaps + pid_b * PART_STRIDE`` (the host sums them in a fixed order).
     """
     pid_j = tl.program_id(0)
     fb = tl.program_id(1)
@@ -474,47 +563,135 @@ def _gabor_bwd_taps_kernel(
         acc_i = tl.dot(di, xt, acc_i, input_precision=PRECISION)
     hoff = fo[:, None] * K + j[None, :]
     hmask = fmask[:, None] & jmask[None, :]
-    tl.atomic_add(dtaps_ptr + tap_re + hoff, acc_r, mask=hmask, sem='relaxed')
-    tl.atomic_add(dtaps_ptr + tap_im + hoff, acc_i, mask=hmask, sem='relaxed')
+    if ATOMIC:
+        tl.atomic_add(dtaps_ptr + tap_re + hoff, acc_r, mask=hmask, sem='relaxed')
+        tl.atomic_add(dtaps_ptr + tap_im + hoff, acc_i, mask=hmask, sem='relaxed')
+    else:
+        part = dtaps_ptr + pid_b.to(tl.int64) * PART_STRIDE
+        tl.store(part + tap_re + hoff, acc_r, mask=hmask)
+        tl.store(part + tap_im + hoff, acc_i, mask=hmask)
+
+
+@triton.jit
+def _gabor_bwd_taps_fold_kernel(
+    xq_ptr, d_ptr, part_ptr, tab_ptr, geo_ptr, base_ptr,
+    L, NB, SPLIT, ROWS, stride_xb, XPLANE, XOFF, XREV, PART_STRIDE,
+    NCOL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
+    PRECISION: tl.constexpr, ALIGN: tl.constexpr,
+):
+    """Taps gradient of the folded convolution (v2; deterministic, no atomics): for the
+    centre and right-half taps hk + j, j in [0, hk], of one filter block,
+
+        dh_re[hk + j] = sum_{b, m} D_re[b, f, m] S[b, m, j]   (S = x[c + j] + x[c - j],
+        dh_im[hk + j] = sum_{b, m} D_im[b, f, m] D[b, m, j]    D = x[c + j] - x[c - j], c = m s)
+
+    halved at j = 0 for the real part and zero there for the imaginary one: the gradient
+    with respect to the taps :func:`_fold_tile` reads (the left halves get none: the packing's
+    gradient sees the symmetric taps through their right halves).
+
+    Grid (cdiv(max hk + 1, BLOCK_K), filter blocks, SPLIT): program (pid_j, fb, pid_s) reduces
+    the items (b, block of ROWS convolution rows) it = pid_s, pid_s + SPLIT, ... < NB
+    cdiv(N, ROWS) in registers (tl.dot over BLOCK_M rows) and stores its sums to
+    ``part + pid_s * PART_STRIDE`` at the packed taps' offsets; the host sums the SPLIT
+    partials in a fixed order. xq: the x planes (see ``_gabor_fwd_kernel``'s FOLD).
+    """
+    pid_j = tl.program_id(0)
+    fb = tl.program_id(1)
+    pid_s = tl.program_id(2)
+    (_, nb, s, _, K, _, tap_re, tap_im, _, grp, loc, n) = _block_row(
+        tab_ptr, geo_ptr, fb, NCOL)
+    hk = K // 2
+    j0 = pid_j * BLOCK_K
+    if j0 > hk:
+        return
+    N = (L - 1) // s + 1
+    n_rb = tl.cdiv(N, ROWS)
+    fo = tl.arange(0, BLOCK_F)
+    fmask = fo < nb
+    j = j0 + tl.arange(0, BLOCK_K)
+    mm = tl.arange(0, BLOCK_M)
+    d_base = tl.load(base_ptr + grp * 2)
+    nN = n.to(tl.int64) * N
+    d_f = d_ptr + d_base + (loc + fo)[:, None].to(tl.int64) * N
+    acc_r = tl.zeros((BLOCK_F, BLOCK_K), dtype=tl.float32)
+    acc_i = tl.zeros((BLOCK_F, BLOCK_K), dtype=tl.float32)
+    for it in range(pid_s, NB * n_rb, SPLIT):
+        b = (it // n_rb).to(tl.int64)
+        r_lo = (it % n_rb) * ROWS
+        r_hi = tl.minimum(r_lo + ROWS, N)
+        xq_b = xq_ptr + b * stride_xb
+        d_b = d_f + b * (2 * nN)
+        for m0 in range(r_lo, r_hi, BLOCK_M):
+            m = m0 + mm
+            rvalid = m < r_hi
+            dmask = fmask[:, None] & rvalid[None, :]
+            dr = tl.load(d_b + m[None, :], mask=dmask, other=0.)
+            di = tl.load(d_b + nN + m[None, :], mask=dmask, other=0.)
+            right, left = _fold_rows(XPLANE, XOFF, XREV, tl.where(rvalid, m * s, 0), ALIGN)
+            xs, xd = _fold_operands(xq_b, right, left, rvalid, j, ALIGN)
+            if PRECISION == 'tf32':
+                xs = _round_tf32(xs)
+                xd = _round_tf32(xd)
+            acc_r = tl.dot(dr, xs, acc_r, input_precision=PRECISION)
+            acc_i = tl.dot(di, xd, acc_i, input_precision=PRECISION)
+    centre = (j == 0)[None, :]
+    hoff = fo[:, None] * K + (hk + j)[None, :]
+    hmask = fmask[:, None] & (j <= hk)[None, :]
+    part = part_ptr + pid_s.to(tl.int64) * PART_STRIDE
+    tl.store(part + tap_re + hoff, tl.where(centre, acc_r * 0.5, acc_r), mask=hmask)
+    tl.store(part + tap_im + hoff, tl.where(centre, 0., acc_i), mask=hmask)
 
 
 @triton.jit
 def _gabor_bwd_input_kernel(
     taps_ptr, d_ptr, dx_ptr, tab_ptr, geo_ptr, base_ptr,
-    L, stride_dxb,
+    L, stride_dxb, N_FB,
     NCOL: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_F: tl.constexpr,
+    LOOP_FB: tl.constexpr = False,
 ):
     """dx[b, i] += sum_c sum_m D[b, c, m] h_c[i + K//2 - m s] over one filter block (input
     gradient of the strided conv1d, transposed by gathers: m = (i + K//2) // s - q).
 
-    Grid (cdiv(L, BLOCK_I), filter blocks, Bc); dx fp32 (Bc, L) accumulated atomically.
+    Grid (cdiv(L, BLOCK_I), filter blocks, Bc); dx fp32 (Bc, L) accumulated atomically. With
+    LOOP_FB (v2, deterministic), grid (cdiv(L, BLOCK_I), 1, Bc): each program sums all N_FB
+    filter blocks in order and stores dx (no atomics).
     """
     pid_i = tl.program_id(0)
-    fb = tl.program_id(1)
     b = tl.program_id(2).to(tl.int64)
-    (_, nb, s, _, K, _, tap_re, tap_im, _, grp, loc, n) = _block_row(
-        tab_ptr, geo_ptr, fb, NCOL)
-
-    N = (L - 1) // s + 1
-    hk = K // 2
+    if LOOP_FB:
+        fb_lo = 0
+        fb_hi = N_FB
+    else:
+        fb_lo = tl.program_id(1)
+        fb_hi = fb_lo + 1
     i = pid_i * BLOCK_I + tl.arange(0, BLOCK_I)
     imask = i < L
     fo = tl.arange(0, BLOCK_F)
-    fmask = fo < nb
-    d_base = tl.load(base_ptr + grp * 2)
-    nN = n.to(tl.int64) * N
-    d_b = d_ptr + d_base + b * (2 * nN) + (loc + fo)[None, :].to(tl.int64) * N
-    m_hi = (i + hk) // s
-    acc = tl.zeros((BLOCK_I, BLOCK_F), dtype=tl.float32)
-    for q in range(0, (K + s - 1) // s):
-        m = m_hi - q
-        jt = i + hk - m * s
-        ok = imask & (m >= 0) & (m < N) & (jt < K)
-        okf = ok[:, None] & fmask[None, :]
-        dr = tl.load(d_b + m[:, None], mask=okf, other=0.)
-        di = tl.load(d_b + nN + m[:, None], mask=okf, other=0.)
-        hoff = fo[None, :] * K + jt[:, None]
-        hr = tl.load(taps_ptr + tap_re + hoff, mask=okf, other=0.)
-        hi = tl.load(taps_ptr + tap_im + hoff, mask=okf, other=0.)
-        acc += dr * hr + di * hi
-    tl.atomic_add(dx_ptr + b * stride_dxb + i, tl.sum(acc, axis=1), mask=imask, sem='relaxed')
+    total = tl.zeros((BLOCK_I,), dtype=tl.float32)
+    for fb in range(fb_lo, fb_hi):
+        (_, nb, s, _, K, _, tap_re, tap_im, _, grp, loc, n) = _block_row(
+            tab_ptr, geo_ptr, fb, NCOL)
+        N = (L - 1) // s + 1
+        hk = K // 2
+        fmask = fo < nb
+        d_base = tl.load(base_ptr + grp * 2)
+        nN = n.to(tl.int64) * N
+        d_b = d_ptr + d_base + b * (2 * nN) + (loc + fo)[None, :].to(tl.int64) * N
+        m_hi = (i + hk) // s
+        acc = tl.zeros((BLOCK_I, BLOCK_F), dtype=tl.float32)
+        for q in range(0, (K + s - 1) // s):
+            m = m_hi - q
+            jt = i + hk - m * s
+            ok = imask & (m >= 0) & (m < N) & (jt < K)
+            okf = ok[:, None] & fmask[None, :]
+            dr = tl.load(d_b + m[:, None], mask=okf, other=0.)
+            di = tl.load(d_b + nN + m[:, None], mask=okf, other=0.)
+            hoff = fo[None, :] * K + jt[:, None]
+            hr = tl.load(taps_ptr + tap_re + hoff, mask=okf, other=0.)
+            hi = tl.load(taps_ptr + tap_im + hoff, mask=okf, other=0.)
+            acc += dr * hr + di * hi
+        total += tl.sum(acc, axis=1)
+    if LOOP_FB:
+        tl.store(dx_ptr + b * stride_dxb + i, total, mask=imask)
+    else:
+        tl.atomic_add(dx_ptr + b * stride_dxb + i, total, mask=imask, sem='relaxed')

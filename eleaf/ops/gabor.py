@@ -31,15 +31,16 @@ from ..functional.gabor import GroupGeometry, gabor_taps_padded
 from ..functional.geometry import GeometryCaps, group_geometry_tensor
 from ..functional.pooling import gauss_windows_padded
 from .backends import register_impl, use_custom_ops
-from .gabor_plan import (LAUNCH, Plan, alloc, caps_layout, layout_plan, on_device,
-                         parse_layout, plan, static_layout)
+from .gabor_plan import (LAUNCH, Plan, alloc, caps_layout, kernel_version, layout_plan,
+                         on_device, parse_layout, plan, static_layout)
 
 try:
     import triton
 
     from ..kernels.gabor import (NCOL, _gabor_bwd_input_kernel, _gabor_bwd_rows_kernel,
-                                 _gabor_bwd_taps_kernel, _gabor_bwd_window_kernel,
-                                 _gabor_bwd_window_loop_kernel, _gabor_fwd_kernel)
+                                 _gabor_bwd_taps_fold_kernel, _gabor_bwd_taps_kernel,
+                                 _gabor_bwd_window_kernel, _gabor_bwd_window_loop_kernel,
+                                 _gabor_fwd_kernel)
     from .gabor_pack import GaborPack, geometry_fwd
     HAS_TRITON = True
     _IMPORT_ERROR = None
@@ -49,7 +50,7 @@ except Exception as _exc:  # ImportError, or a broken Triton installation
 
 __all__ = ['gabor_filterbank_triton', 'grouped_gabor_filterbank_triton', 'gabor_fwd',
            'gabor_bwd', 'static_layout', 'caps_layout', 'static_geometry', 'pack_taps',
-           'pack_taps_ref', 'HAS_TRITON', 'LAUNCH']
+           'pack_taps_ref', 'HAS_TRITON', 'LAUNCH', 'kernel_version', 'x_planes', 'ALIGN']
 
 _LOWP = (torch.float16, torch.bfloat16)
 _SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
@@ -89,11 +90,66 @@ def _round_tf32(t: torch.Tensor) -> torch.Tensor:
     return ((i + 0x1000).bitwise_and_(-0x2000)).view(torch.float32)
 
 
-def _dot_operands(x: torch.Tensor, taps: torch.Tensor, cfg: dict):
-    """x and taps as the kernels' tl.dot reads them (rounded to TF32 for tf32 dots)."""
+def _dot_operands(x: torch.Tensor, taps: torch.Tensor, cfg: dict, fold: bool = False):
+    """x and taps as the kernels' tl.dot reads them (rounded to TF32 for tf32 dots; with
+    ``fold`` (v2) x stays as it is: the kernels round their sums of x)."""
     if _precision() == 'tf32' and x.dtype == torch.float32 and cfg.get('tf32_round', True):
-        return _round_tf32(x), _round_tf32(taps)
+        return (x if fold else _round_tf32(x)), _round_tf32(taps)
     return x, taps
+
+
+#: v2 kernels: x is read in aligned ALIGN-element vectors (8 bytes for float32)
+ALIGN = 2
+
+
+def x_planes(x: torch.Tensor, kmax: int, block_k: int) -> Tuple[torch.Tensor, int, int, int]:
+    """The x operand of the v2 kernels (:func:`eleaf.kernels.gabor._fold_tile`): (planes,
+    XPLANE, XOFF, XREV), planes (B, 2 ALIGN, XPLANE) in x's dtype, zero-padded:
+
+    - plane a < ALIGN: x shifted by a, ``planes[b, a, i] = x[b, i + a - XOFF]``;
+    - plane ALIGN + a: x reversed and shifted, ``planes[b, ALIGN + a, i] = x[b, XREV - a - i]``;
+
+    so the samples x[c + j] and x[c - j], j = 0, 1, ... of a row centred on c are contiguous
+    and ALIGN-aligned in one plane each, whatever c (x[c - j] forwards in a reversed plane).
+    The padding covers taps up to ``kmax // 2 + block_k`` past a centre. One pass over x,
+    2 ALIGN copies: a few microseconds on a GPU against the convolution's milliseconds.
+    """
+    B, _, L = x.shape
+    xoff, xrev = 0, L - 1 + ALIGN
+    pad = kmax // 2 + block_k + ALIGN
+    xplane = -(-(xrev + 1 + pad) // 16) * 16
+    planes = x.new_zeros((B, 2 * ALIGN, xplane))
+    xv = x[:, 0]
+    rev = xv.flip(-1)
+    for a in range(ALIGN):
+        planes[:, a, :L - a] = xv[:, a:]
+        planes[:, ALIGN + a, xrev - a - L + 1:xrev - a + 1] = rev
+    return planes, xplane, xoff, xrev
+
+
+def _fold_args(x: torch.Tensor, p: Plan, block_k: int):
+    """(x operand, its batch stride, XPLANE, XOFF, XREV, FOLD) of a launch: the x planes
+    for v2, x itself for v1."""
+    if not p.fold:
+        return x, x.stride(0), 0, 0, 0, False
+    planes, xplane, xoff, xrev = x_planes(x, p.kmax, block_k)
+    return planes, planes.stride(0), xplane, xoff, xrev, True
+
+
+def _check_deterministic(x: torch.Tensor, p: Plan, what: str):
+    """Under ``torch.use_deterministic_algorithms(True)``, a CUDA backward that would reduce
+    with atomic adds raises (or warns, with ``warn_only=True``), as PyTorch's own ops do."""
+    if not (x.is_cuda and torch.are_deterministic_algorithms_enabled()):
+        return
+    msg = ('eleaf::gabor_pool_bwd: %s uses atomic adds, its gradients are not bitwise '
+           'reproducible; torch.use_deterministic_algorithms(True) is set. %s' % (
+               what, 'Unset ELEAF_GABOR_KERNELS=v1 (the v2 kernels are deterministic).'
+               if p.version == 'v1' else 'Only this configuration takes that path.'))
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        import warnings
+        warnings.warn(msg)
+    else:
+        raise RuntimeError(msg)
 
 
 def _geometry(geo: Optional[torch.Tensor], p: Plan) -> torch.Tensor:
@@ -161,16 +217,19 @@ def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
     if B == 0:
         return out
     taps, windows = taps.contiguous(), windows.contiguous()
-    x, taps = _dot_operands(x, taps, p.cfg)
-    grid = (triton.cdiv(T, p.fwd_step), p.n_fb, B)
+    lowp = _lowp(x)
+    x, taps = _dot_operands(x, taps, p.cfg, fold=p.fold)
+    block_u, step = p.fwd_tile(T)
+    xq, stride_xb, xplane, xoff, xrev, fold = _fold_args(x, p, p.cfg['fwd_block_k'])
+    grid = (triton.cdiv(T, step), p.n_fb, B)
     with on_device(x):
         _gabor_fwd_kernel[grid](
-            x, taps, windows, out, p.tab, geo,
-            L, T, p.fwd_step, x.stride(0), x.stride(2),
-            out.stride(0), out.stride(1), out.stride(2), int(pool_shift),
-            NCOL=NCOL, BLOCK_U=p.fwd_block_u, BLOCK_K=p.cfg['fwd_block_k'],
-            BLOCK_F=p.block_f, SHIFTS=p.fwd_shifts, LOWP=_lowp(x),
-            PRECISION=_precision(),
+            xq, taps, windows, out, p.tab, geo,
+            L, T, step, stride_xb, x.stride(2),
+            out.stride(0), out.stride(1), out.stride(2), int(pool_shift), xplane, xoff, xrev,
+            NCOL=NCOL, BLOCK_U=block_u, BLOCK_K=p.cfg['fwd_block_k'],
+            BLOCK_F=p.block_f, SHIFTS=p.fwd_shifts, LOWP=lowp,
+            PRECISION=_precision(), FOLD=fold, ALIGN=ALIGN if fold else 1,
             num_warps=p.cfg['fwd_warps'], num_stages=p.cfg['fwd_stages'])
     return out
 
@@ -181,10 +240,13 @@ def _scratch_budget() -> int:
 
 def _window_grad(plan: Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.Tensor,
                  geo: torch.Tensor, bases: torch.Tensor, L: int, T: int, nb: int, pool_shift: int):
-    """Window gradient of one batch chunk from the E scratch (phase-split kernel, or the
-    per-tap fallback when the shifts QMAX leave too few registers)."""
+    """Window gradient of one batch chunk from the E scratch, added to ``dwin`` (phase-split
+    kernel, or the per-tap fallback when the shifts QMAX leave too few registers). v2: the
+    programs store partial sums, summed here in a fixed order (deterministic)."""
     cfg, bf = plan.cfg, plan.block_f
     if plan.win_block_r is None:
+        _check_deterministic(g, plan, 'the per-tap window-gradient kernel (a window spanning '
+                             'more than %d hops)' % plan.qmax)
         _gabor_bwd_window_loop_kernel[(triton.cdiv(T, cfg['win_block_t']), plan.n_fb, nb)](
             g, ebuf, dwin, plan.tab, geo, bases,
             L, T, g.stride(0), g.stride(1), g.stride(2), pool_shift,
@@ -193,11 +255,36 @@ def _window_grad(plan: Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.Te
     n_r = triton.cdiv(plan.pmax, plan.win_block_r)
     items = nb * triton.cdiv(T + plan.qmax - 1, plan.win_block_u)
     split = max(1, min(items, triton.cdiv(cfg['win_programs'], n_r * plan.n_fb)))
+    atomic = plan.version == 'v1'
+    part = dwin if atomic else torch.zeros((split, dwin.numel()), dtype=torch.float32,
+                                           device=dwin.device)
     _gabor_bwd_window_kernel[(n_r, plan.n_fb, split)](
-        g, ebuf, dwin, plan.tab, geo, bases,
-        L, T, nb, split, g.stride(0), g.stride(1), g.stride(2), pool_shift,
+        g, ebuf, part, plan.tab, geo, bases,
+        L, T, nb, split, g.stride(0), g.stride(1), g.stride(2), pool_shift, dwin.numel(),
         NCOL=NCOL, BLOCK_U=plan.win_block_u, BLOCK_R=plan.win_block_r, BLOCK_F=bf,
-        QMAX=plan.fwd_qmax, num_warps=cfg['win_warps'])
+        QMAX=plan.fwd_qmax, ATOMIC=atomic, num_warps=cfg['win_warps'])
+    if not atomic:
+        dwin += part.sum(0)
+
+
+def _taps_grad_fold(p: Plan, xq, stride_xb, xplane, xoff, xrev, dbuf, dtaps, geo, bases,
+                    L: int, nb: int, prec: str):
+    """Taps gradient of one batch chunk (v2, ``_gabor_bwd_taps_fold_kernel``), added to
+    ``dtaps``: SPLIT programs per taps chunk and filter block store partial sums, summed here
+    in a fixed order (no atomics: bitwise reproducible)."""
+    cfg = p.cfg
+    n_j = triton.cdiv(p.kmax // 2 + 1, cfg['taps_block_k'])
+    rows = cfg['taps_rows']
+    items = nb * triton.cdiv(max(p.steps(L)), rows)
+    split = max(1, min(items, triton.cdiv(cfg.get('taps_programs', 1056), n_j * p.n_fb)))
+    part = torch.zeros((split, dtaps.numel()), dtype=torch.float32, device=dtaps.device)
+    _gabor_bwd_taps_fold_kernel[(n_j, p.n_fb, split)](
+        xq, dbuf, part, p.tab, geo, bases,
+        L, nb, split, rows, stride_xb, xplane, xoff, xrev, dtaps.numel(),
+        NCOL=NCOL, BLOCK_M=cfg['taps_block_m'], BLOCK_K=cfg['taps_block_k'],
+        BLOCK_F=p.block_f, PRECISION=prec, ALIGN=ALIGN,
+        num_warps=cfg['taps_warps'], num_stages=cfg['taps_stages'])
+    dtaps += part.sum(0)
 
 
 def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
@@ -227,7 +314,9 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
     taps, windows = taps.contiguous(), windows.contiguous()
     dtaps = torch.zeros(taps.shape, dtype=torch.float32, device=dev)
     dwin = torch.zeros(windows.shape, dtype=torch.float32, device=dev)
-    dx = torch.zeros((B, L), dtype=torch.float32, device=dev) if need_dx else None
+    if need_dx:   # v2 stores every element (poisoned in tests), v1 adds atomically
+        dx = (torch.zeros if p.version == 'v1' else alloc)((B, L), dtype=torch.float32,
+                                                           device=dev)
     if B > 0:
         steps = p.steps(L)   # per group, the bound of N (the caps' smallest stride)
         per_item = sum(3 * (g[1] - g[0]) * N for g, N in zip(p.layout.groups, steps)) * 4
@@ -237,37 +326,54 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
         ebuf = alloc((e_numel,), torch.float32, dev)
         n_max = max(steps)
         cfg = p.cfg
+        v1 = p.version == 'v1'
+        if v1:
+            _check_deterministic(x, p, 'ELEAF_GABOR_KERNELS=v1')
         split = max(1, triton.cdiv(n_max, cfg['taps_rows']))
         lowp, bf = _lowp(x), p.block_f
         # fp16/bf16 x: the fp32 dots of the taps gradient run on TF32 tensor cores too (the
         # low-precision contract; 'ieee' dots run on FMAs and spilled registers for LEAF)
         prec = 'tf32' if lowp else _precision()
-        xr, tr = _dot_operands(x, taps, cfg)
+        xr, tr = _dot_operands(x, taps, cfg, fold=p.fold)
         round_d = cfg.get('tf32_round', True) and cfg.get('tf32_round_d', True)
+        block_k = max(cfg['bwd_block_k'], cfg['taps_block_k'])
         with on_device(x):
             for b0 in range(0, B, chunk):
                 nb = min(B, b0 + chunk) - b0
                 xc, gc = xr[b0:b0 + nb], grad[b0:b0 + nb]
+                xq, stride_xb, xplane, xoff, xrev, fold = _fold_args(xc, p, block_k)
+                align = ALIGN if fold else 1
                 _gabor_bwd_rows_kernel[(triton.cdiv(n_max, cfg['bwd_block_m']), p.n_fb, nb)](
-                    xc, tr, windows, gc, dbuf, ebuf, p.tab, geo, bases,
-                    L, T, xc.stride(0), xc.stride(2), gc.stride(0), gc.stride(1), gc.stride(2),
-                    pool_shift, NCOL=NCOL, BLOCK_M=cfg['bwd_block_m'],
+                    xq, tr, windows, gc, dbuf, ebuf, p.tab, geo, bases,
+                    L, T, stride_xb, xc.stride(2), gc.stride(0), gc.stride(1), gc.stride(2),
+                    pool_shift, xplane, xoff, xrev, NCOL=NCOL, BLOCK_M=cfg['bwd_block_m'],
                     BLOCK_K=cfg['bwd_block_k'], BLOCK_F=bf,
                     LOWP=lowp, PRECISION=prec, ROUND_D=(prec == 'tf32' and round_d),
+                    FOLD=fold, ALIGN=align,
                     num_warps=cfg['bwd_warps'], num_stages=cfg['bwd_stages'])
                 _window_grad(p, gc, ebuf, dwin, geo, bases, L, T, nb, pool_shift)
-                _gabor_bwd_taps_kernel[(triton.cdiv(p.kmax, cfg['taps_block_k']), p.n_fb,
-                                        nb * split)](
-                    xc, dbuf, dtaps, p.tab, geo, bases,
-                    L, split, xc.stride(0), xc.stride(2),
-                    NCOL=NCOL, BLOCK_M=cfg['taps_block_m'], BLOCK_K=cfg['taps_block_k'],
-                    BLOCK_F=bf, PRECISION=prec, num_warps=cfg['taps_warps'],
-                    num_stages=cfg['taps_stages'])
+                if not p.fold:   # v1 (atomic adds), or v2 with asymmetric taps (partials)
+                    part = dtaps if v1 else torch.zeros((nb * split, dtaps.numel()),
+                                                        dtype=torch.float32, device=dev)
+                    _gabor_bwd_taps_kernel[(triton.cdiv(p.kmax, cfg['taps_block_k']), p.n_fb,
+                                            nb * split)](
+                        xc, dbuf, part, p.tab, geo, bases,
+                        L, split, xc.stride(0), xc.stride(2), dtaps.numel(),
+                        NCOL=NCOL, BLOCK_M=cfg['taps_block_m'], BLOCK_K=cfg['taps_block_k'],
+                        BLOCK_F=bf, PRECISION=prec, ATOMIC=v1, num_warps=cfg['taps_warps'],
+                        num_stages=cfg['taps_stages'])
+                    if not v1:
+                        dtaps += part.sum(0)
+                else:
+                    _taps_grad_fold(p, xq, stride_xb, xplane, xoff, xrev, dbuf, dtaps, geo,
+                                    bases, L, nb, prec)
                 if need_dx:
                     dxc = dx[b0:b0 + nb]
-                    _gabor_bwd_input_kernel[(triton.cdiv(L, cfg['dx_block_i']), p.n_fb, nb)](
-                        taps, dbuf, dxc, p.tab, geo, bases, L, dxc.stride(0),
-                        NCOL=NCOL, BLOCK_I=cfg['dx_block_i'], BLOCK_F=bf, num_warps=cfg['warps'])
+                    _gabor_bwd_input_kernel[(triton.cdiv(L, cfg['dx_block_i']),
+                                             p.n_fb if v1 else 1, nb)](
+                        taps, dbuf, dxc, p.tab, geo, bases, L, dxc.stride(0), p.n_fb,
+                        NCOL=NCOL, BLOCK_I=cfg['dx_block_i'], BLOCK_F=bf, LOOP_FB=not v1,
+                        num_warps=cfg['warps'])
     if need_dx:
         dx = dx.view(B, 1, L).to(x.dtype)
     else:

@@ -17,7 +17,10 @@ N_THR, (d, t_bits) x N_THR]``:
   0, 0, 0 for a *static* layout (a fixed geometry: LEAF, the TF port, a given
   :class:`~eleaf.functional.GroupGeometry` tuple, :func:`static_layout`), whose groups'
   caps are their exact K, W and s;
-- per group: its filters ``start ... stop - 1``, the caps of K and W, the smallest stride.
+- per group: its filters ``start ... stop - 1``, the caps of K and W, the smallest stride;
+- optionally one more int, flags: 1 = the taps are not symmetric (TF LEAF's even kernels;
+  the v2 kernels fold the symmetry of every other layout's taps, see
+  :func:`eleaf.kernels.gabor._fold_tile`).
 
 A *plan* (:class:`Plan`, cached per layout, device and launch configuration) holds the
 static tables the kernels read and the launch settings.
@@ -27,7 +30,7 @@ import os
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -40,7 +43,7 @@ except Exception:  # ImportError, or a broken Triton installation
     HAS_TRITON = False
 
 __all__ = ['LAUNCH', 'Layout', 'Plan', 'caps_layout', 'static_layout', 'parse_layout', 'plan',
-           'layout_plan', 'alloc', 'poison', 'on_device']
+           'layout_plan', 'alloc', 'poison', 'on_device', 'fit_block_f', 'kernel_version']
 
 #: Launch settings (block sizes are powers of two; every tl.dot dim >= 16), measured on an
 #: H100 (B=256, L=16000; EfficientLeaf 8 groups x 10 filters, and LEAF: 40 filters, K = W = 401,
@@ -52,7 +55,8 @@ __all__ = ['LAUNCH', 'Layout', 'Plan', 'caps_layout', 'static_layout', 'parse_la
 #: Since 2026-12-03 the ``wide`` forward, backward-rows and input-gradient settings are chosen
 #: so that these kernels compile for sm_90 without register spills under Triton 3.6 and 3.9
 #: (``python -m tests.ops.sm90_compile`` reports ptxas' registers and spills); that choice
-#: has not been timed on a GPU.
+#: has not been timed on a GPU. ``fold`` overrides apply to the v2 kernels where they fold the
+#: taps' symmetry (2026-12-07, chosen the same way, not timed).
 LAUNCH = {
     'cuda': dict(
         max_block_f=64,
@@ -73,7 +77,9 @@ LAUNCH = {
         dx_block_i=256,      # input samples per input-gradient program
         warps=8,             # input gradient, fallback window gradient
         wide=dict(fwd_block_u=64, fwd_block_k=16, bwd_block_m=64, dx_block_i=64,
-                  taps_block_m=64, taps_warps=8, win_acc=8192)),
+                  taps_block_m=64, taps_warps=8, win_acc=8192),
+        # the v2 folded taps gradient holds two x tiles: 64 taps spilled 560 B (ptxas)
+        fold=dict(taps_block_k=32)),
     'cuda_tf32': dict(
         max_block_f=64,
         fwd_block_u=64, fwd_block_k=16, fwd_warps=4, fwd_stages=3,
@@ -110,6 +116,7 @@ class Layout:
     conv_win_factor: float
     groups: Tuple[Tuple[int, int, int, int, int], ...]   # (start, stop, kcap, wcap, smin)
     thresholds: Tuple[Tuple[int, int], ...]             # (d, float32 bits of t_d)
+    symmetric: bool = True   # real taps even, imaginary taps odd about the centre tap
 
     @property
     def static(self) -> bool:
@@ -148,8 +155,9 @@ def _caps_layout(caps: GeometryCaps) -> Tuple[int, ...]:
     return tuple(out)
 
 
-def static_layout(geometry: Sequence[GroupGeometry]) -> List[int]:
-    """The layout of a fixed geometry (one :class:`GroupGeometry` per group)."""
+def static_layout(geometry: Sequence[GroupGeometry], symmetric: bool = True) -> List[int]:
+    """The layout of a fixed geometry (one :class:`GroupGeometry` per group); ``symmetric``:
+    the taps will be Gabor taps centred on the middle tap (False: any taps, never folded)."""
     geometry = list(geometry)
     if not geometry:
         raise ValueError('geometry needs at least one group')
@@ -162,6 +170,8 @@ def static_layout(geometry: Sequence[GroupGeometry]) -> List[int]:
                              % (hop, g.conv_stride, g.pool_stride))
         out += [g.start, g.stop, g.kernel_size, g.window_size, g.conv_stride]
     out.append(0)
+    if not symmetric:
+        out.append(1)
     if not torch.compiler.is_compiling():
         parse_layout(out)   # validates (eagerly: the custom ops validate it again anyway)
     return out
@@ -177,7 +187,10 @@ def _parse(layout: Tuple[int, ...]) -> Layout:
         at = 5 + 5 * G
         n_thr = v[at]
         thr = tuple((v[at + 1 + 2 * i], v[at + 2 + 2 * i]) for i in range(n_thr))
-        if len(v) != at + 1 + 2 * n_thr or G < 1 or any(len(g) != 5 for g in groups):
+        end = at + 1 + 2 * n_thr
+        flags = v[end] if len(v) == end + 1 else 0
+        if len(v) not in (end, end + 1) or flags not in (0, 1) or G < 1 or any(
+                len(g) != 5 for g in groups):
             raise IndexError
     except (IndexError, ValueError):
         raise ValueError('malformed filterbank layout: %r' % (layout,)) from None
@@ -196,7 +209,7 @@ def _parse(layout: Tuple[int, ...]) -> Layout:
         expect = stop
     if thr and (any(hop % d for d, _ in thr) or thr[0][0] != groups[0][4]):
         raise ValueError('stride thresholds must start at the smallest stride and divide the hop')
-    return Layout(hop, qcap, pool_size, _bits_f32(cwf_bits), groups, thr)
+    return Layout(hop, qcap, pool_size, _bits_f32(cwf_bits), groups, thr, not flags)
 
 
 def parse_layout(layout: Sequence[int]) -> Layout:
@@ -212,9 +225,13 @@ class Plan:
     ``static_geo``: the (G, 4) geometry of a static layout (else None).
     """
 
-    def __init__(self, layout: Layout, device: torch.device, cfg_key: str):
+    def __init__(self, layout: Layout, device: torch.device, cfg_key: str,
+                 version: str = 'v2'):
         from ..kernels.gabor import NCOL
         self.layout = layout
+        self.version = version
+        #: the v2 kernels fold the taps' symmetry (not for a layout of asymmetric taps)
+        self.fold = version != 'v1' and layout.symmetric
         groups = layout.groups
         self.F = layout.n_filters
         self.G = len(groups)
@@ -228,10 +245,16 @@ class Plan:
         self.fwd_qmax = triton.next_power_of_2(self.qmax)
         self.fwd_shifts = min(self.qmax, 4)   # forward accumulators (shifts per pass)
         self.cfg = cfg = dict(LAUNCH[cfg_key])
-        self.block_f = min(cfg['max_block_f'],
-                           max(16, triton.next_power_of_2(self.n_max_group)))
+        sizes = [g[1] - g[0] for g in groups]
+        if version == 'v1':
+            self.block_f = min(cfg['max_block_f'],
+                               max(16, triton.next_power_of_2(self.n_max_group)))
+        else:
+            self.block_f = fit_block_f(sizes, cfg['max_block_f'])
         if self.block_f >= 64:
             cfg.update(cfg.get('wide', {}))
+        if self.fold:
+            cfg.update(cfg.get('fold', {}))
         self.fwd_block_u = max(cfg['fwd_block_u'], triton.next_power_of_2(2 * self.qmax))
         self.fwd_step = self.fwd_block_u - self.qmax + 1   # frames per forward program
         # window gradient: phases r per program (BLOCK_R) and rows u per item (BLOCK_U) with
@@ -268,6 +291,23 @@ class Plan:
         self.scratch = OrderedDict()   # (L, chunk) -> (int64 (G, 2) offsets, D numel, E numel)
         self.extra = {}                # other cached per-device data
 
+    def fwd_tile(self, T: int) -> Tuple[int, int]:
+        """(BLOCK_U, STEP) of the forward for T frames: v1 the plan's; v2 the power of two
+        (at least 16 and 2 qmax, at most the launch setting) that computes the fewest rows
+        cdiv(T, STEP) BLOCK_U, STEP = BLOCK_U - qmax + 1 (ties: the larger tile)."""
+        if self.version == 'v1':
+            return self.fwd_block_u, self.fwd_step
+        lo = max(16, triton.next_power_of_2(2 * self.qmax))
+        best = None
+        bu = lo
+        while bu <= max(lo, self.fwd_block_u):
+            step = bu - self.qmax + 1
+            rows = -(-T // step) * bu
+            if best is None or rows <= best[0]:
+                best = (rows, bu, step)
+            bu *= 2
+        return best[1], best[2]
+
     def steps(self, L: int) -> List[int]:
         """Per group, the bound of its convolution steps N = (L - 1) // s + 1."""
         return [(L - 1) // g[4] + 1 for g in self.layout.groups]
@@ -289,16 +329,43 @@ class Plan:
         return self.scratch[key]
 
 
+def fit_block_f(sizes: Sequence[int], max_block_f: int) -> int:
+    """Filters per block (v2): the power of two in [16, max_block_f] that pads the groups'
+    filters ``sizes`` to the fewest columns sum cdiv(n, block) block (ties: the larger
+    block). 10 filters take 16 columns, LEAF's 40 take 48 (three blocks of 16), not 64."""
+    best = None
+    bf = 16
+    while bf <= max(16, max_block_f):
+        cols = sum(-(-n // bf) * bf for n in sizes)
+        if best is None or cols <= best[0]:
+            best = (cols, bf)
+        bf *= 2
+    return best[1]
+
+
+def kernel_version() -> str:
+    """The filterbank kernels: ``ELEAF_GABOR_KERNELS`` = ``v2`` (default: the taps' symmetry
+    folded, deterministic gradients without atomics) or ``v1`` (the kernels before 2026-12-07,
+    kept until a GPU has timed both; they use atomic adds)."""
+    v = os.environ.get('ELEAF_GABOR_KERNELS', 'v2').strip().lower() or 'v2'
+    if v not in ('v1', 'v2'):
+        raise ValueError("ELEAF_GABOR_KERNELS must be 'v1' or 'v2', got %r"
+                         % os.environ.get('ELEAF_GABOR_KERNELS'))
+    return v
+
+
 _PLANS: 'OrderedDict[tuple, Plan]' = OrderedDict()
 
 
-def plan(layout: Sequence[int], device: torch.device, cfg_key: str) -> Plan:
+def plan(layout: Sequence[int], device: torch.device, cfg_key: str,
+         version: Optional[str] = None) -> Plan:
     """The cached :class:`Plan` of a layout on a device with the launch settings
-    ``LAUNCH[cfg_key]``."""
-    key = (tuple(layout), str(device), cfg_key)
+    ``LAUNCH[cfg_key]`` for the kernels ``version`` (default :func:`kernel_version`)."""
+    version = version or kernel_version()
+    key = (tuple(layout), str(device), cfg_key, version)
     p = _PLANS.get(key)
     if p is None:
-        p = Plan(parse_layout(layout), device, cfg_key)
+        p = Plan(parse_layout(layout), device, cfg_key, version)
         if len(_PLANS) >= 64:
             _PLANS.popitem(last=False)
         _PLANS[key] = p

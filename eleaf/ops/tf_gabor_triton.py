@@ -52,7 +52,10 @@ def tf_gabor_filterbank_triton(x: torch.Tensor, kernel: torch.Tensor, pool_width
     if K % 2 == 0:  # the kernels take odd windows: a zero tap at the end
         windows = F.pad(windows, (0, 1))
     W = windows.shape[1]
-    layout = static_layout([GroupGeometry(0, n, 1, stride, re.shape[1], W)])
+    # even K: the taps sit one place right of the centre with no mirror for the first one,
+    # so the kernels must not fold their symmetry
+    layout = static_layout([GroupGeometry(0, n, 1, stride, re.shape[1], W)],
+                           symmetric=K % 2 == 1)
     pool_shift = tf_same_padding(x.shape[-1], K, stride)[0] - W // 2
     packed = torch.cat([re.reshape(-1), im.reshape(-1)])
     return pool(x, packed, windows.reshape(-1), None, layout, pool_shift)

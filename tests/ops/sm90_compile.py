@@ -41,6 +41,19 @@ from eleaf.ops import gabor, gabor_pack, gabor_plan, pcen  # noqa: E402
 TARGET = GPUTarget('cuda', 90, 32)
 #: shared memory per block on sm_90 (H100, H200): 227 KiB
 MAX_SHARED = 232448
+#: per SM on sm_90: 64K 32-bit registers (allocated per warp in units of 256), 228 KiB of
+#: shared memory (1 KiB reserved per block), 2048 threads, 32 blocks
+SM_REGISTERS, SM_SHARED, SM_THREADS, SM_BLOCKS = 65536, 233472, 2048, 32
+
+
+def blocks_per_sm(registers: int, shared: int, num_warps: int) -> int:
+    """Resident blocks per sm_90 SM of a kernel with ``registers`` per thread, ``shared``
+    bytes of shared memory per block and ``num_warps`` warps (the occupancy calculator's
+    limits: registers, shared memory, threads, blocks)."""
+    per_warp = -(-registers * 32 // 256) * 256
+    by_regs = SM_REGISTERS // (per_warp * num_warps)
+    by_shared = SM_SHARED // (shared + 1024)
+    return min(by_regs, by_shared, SM_THREADS // (32 * num_warps), SM_BLOCKS)
 _TYPES = {torch.float32: 'fp32', torch.float16: 'fp16', torch.bfloat16: 'bf16',
           torch.float64: 'fp64', torch.int32: 'i32', torch.int64: 'i64', torch.bool: 'i1',
           torch.uint8: 'u8', torch.int8: 'i8', torch.int16: 'i16'}
@@ -79,6 +92,20 @@ def ptxas_usage(ptx: str) -> dict:
     return {}
 
 
+def vector_loads(ptx: str) -> dict:
+    """Counts of the PTX's global and async-copy loads by width in bytes: ``ld.global`` with
+    .v2/.v4 of 32-bit elements (8 and 16 bytes), ``cp.async`` by its copy size."""
+    out = {}
+    for m in re.finditer(r'ld\.global(?:\.[a-z]+)*?(?:\.v(\d))?\.(?:b|f|u|s)(\d+)', ptx):
+        width = int(m.group(1) or 1) * int(m.group(2)) // 8
+        out['ld.global %dB' % width] = out.get('ld.global %dB' % width, 0) + 1
+    for m in re.finditer(r'cp\.async\.c[ag]\.shared\.global(?:\.[a-zA-Z0-9_:]+)*\s*'
+                         r'\[[^\]]*\],\s*\[[^\]]*\],\s*(0x[0-9a-fA-F]+|\d+)', ptx):
+        key = 'cp.async %dB' % int(m.group(1), 0)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def _int_type(v: int) -> str:
     if -2**31 <= v < 2**31:
         return 'i32'
@@ -86,28 +113,38 @@ def _int_type(v: int) -> str:
 
 
 def signature_of(fn: JITFunction, args, kwargs):
-    """(signature, constexprs, options) of a launch ``fn[grid](*args, **kwargs)``."""
+    """(signature, constexprs, options, attrs) of a launch ``fn[grid](*args, **kwargs)``, with
+    Triton's own specialisation of the arguments: an int equal to 1 becomes a constexpr,
+    ints divisible by 16 and 16-byte aligned pointers are marked so (``tt.divisibility``,
+    what lets the compiler emit vector loads)."""
     names = fn.arg_names
     bound = dict(zip(names, args))
     bound.update({k: v for k, v in kwargs.items() if k in names})
     options = {k: v for k, v in kwargs.items() if k not in names}
-    signature, constexprs = {}, {}
-    for p in fn.params:
+    signature, constexprs, attrs = {}, {}, {}
+    for i, p in enumerate(fn.params):
         v = bound[p.name] if p.name in bound else p.default
         if p.is_constexpr or v is None:
             signature[p.name] = 'constexpr'
             constexprs[p.name] = v
         elif isinstance(v, torch.Tensor):
             signature[p.name] = '*' + _TYPES[v.dtype]
+            if v.data_ptr() % 16 == 0:
+                attrs[(i,)] = [['tt.divisibility', 16]]
         elif isinstance(v, bool):
             signature[p.name] = 'i1'
+        elif isinstance(v, int) and v == 1:
+            signature[p.name] = 'constexpr'
+            constexprs[p.name] = 1
         elif isinstance(v, int):
             signature[p.name] = _int_type(v)
+            if v % 16 == 0:
+                attrs[(i,)] = [['tt.divisibility', 16]]
         elif isinstance(v, float):
             signature[p.name] = 'fp32'
         else:
             raise TypeError('%s: cannot type argument %s=%r' % (fn.__name__, p.name, v))
-    return signature, constexprs, options
+    return signature, constexprs, options, attrs
 
 
 class Recorder:
@@ -115,23 +152,30 @@ class Recorder:
 
     def __init__(self):
         self.results = {}
+        self.label = ''   # the frontend and kernel version being driven
 
     def __call__(self, fn, *args, grid, warmup, **kwargs):
-        signature, constexprs, options = signature_of(fn, args, kwargs)
+        signature, constexprs, options, attrs = signature_of(fn, args, kwargs)
         key = (fn.__name__, tuple(sorted(signature.items())),
                tuple(sorted((k, repr(v)) for k, v in constexprs.items())),
-               tuple(sorted(options.items())))
+               tuple(sorted(options.items())), tuple(sorted(attrs)))
         if key in self.results:
+            if self.label not in self.results[key]['labels']:
+                self.results[key]['labels'].append(self.label)
             return None
-        entry = dict(kernel=fn.__name__, options=options,
+        entry = dict(kernel=fn.__name__, options=options, labels=[self.label],
                      constexprs={k: repr(v) for k, v in constexprs.items()})
         t0 = time.perf_counter()
         try:
-            compiled = triton.compile(ASTSource(fn, signature, constexprs), target=TARGET,
-                                      options=options)
+            compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs),
+                                      target=TARGET, options=options)
             entry.update(ok=True, shared=int(compiled.metadata.shared),
                          cubin_bytes=len(compiled.asm['cubin']),
                          **ptxas_usage(compiled.asm['ptx']))
+            if 'registers' in entry:
+                entry['blocks_per_sm'] = blocks_per_sm(entry['registers'], entry['shared'],
+                                                       options.get('num_warps', 4))
+            entry['vector_loads'] = vector_loads(compiled.asm['ptx'])
             if entry['shared'] > MAX_SHARED:
                 entry.update(ok=False, error='needs %d bytes of shared memory, sm_90 has %d'
                              % (entry['shared'], MAX_SHARED))
@@ -142,9 +186,9 @@ class Recorder:
         self.results[key] = entry
         blocks = ' '.join('%s=%s' % (k, v) for k, v in sorted(entry['constexprs'].items())
                           if k.startswith('BLOCK') or k in ('SHIFTS', 'PRECISION'))
-        usage = ('shared %d B, %s registers, %s B spilled' % (
-            entry['shared'], entry.get('registers', '?'), entry.get('spill_stores', '?'))
-            if entry['ok'] else entry['error'])
+        usage = ('shared %d B, %s registers, %s B spilled, %s blocks/SM' % (
+            entry['shared'], entry.get('registers', '?'), entry.get('spill_stores', '?'),
+            entry.get('blocks_per_sm', '?')) if entry['ok'] else entry['error'])
         print('%-4s %-30s %5.1f s  %s %s  %s' % (
             'ok' if entry['ok'] else 'FAIL', fn.__name__, entry['seconds'],
             ' '.join('%s=%s' % kv for kv in sorted(options.items())), blocks, usage),
@@ -160,11 +204,13 @@ def _gpu_lowp(x):
     return x.dtype in (torch.float16, torch.bfloat16)
 
 
-def drive_filterbank(label, frontend, dtype, precision, L=2000):
+def drive_filterbank(label, frontend, dtype, precision, L=2000, recorder=None):
     """Geometry, packing, forward and backward (with the input gradient) of one frontend's
     filterbank: EfficientLEAF's with its geometry computed on the device (caps layout),
     LEAF's with its fixed geometry (static layout)."""
     torch.set_float32_matmul_precision(precision)
+    if recorder is not None:
+        recorder.label = '%s %s' % (label, gabor.kernel_version())
     fb = frontend.filterbank
     if hasattr(fb, 'caps'):  # EfficientLeaf
         fb.clamp_parameters()
@@ -212,17 +258,21 @@ def main():
     if not args.quick:
         runs += [(torch.float16, 'highest'), (torch.bfloat16, 'highest')]
     with torch.no_grad():
-        for dtype, precision in runs:
-            for label, fe in frontends.items():
-                drive_filterbank(label, fe, dtype, precision)
+        for version in ('v2', 'v1'):   # the kernels, and the old ones (ELEAF_GABOR_KERNELS=v1)
+            os.environ['ELEAF_GABOR_KERNELS'] = version
+            for dtype, precision in runs:
+                for label, fe in frontends.items():
+                    drive_filterbank(label, fe, dtype, precision, recorder=recorder)
+        os.environ.pop('ELEAF_GABOR_KERNELS')
         # the per-tap window-gradient fallback (too few registers for the phase-split kernel)
         for key in ('cuda', 'cuda_tf32'):
             gabor.LAUNCH[key] = dict(gabor.LAUNCH[key], win_acc=64)
             gabor.LAUNCH[key]['wide'] = dict(gabor.LAUNCH[key].get('wide', {}), win_acc=64)
         gabor_plan._PLANS.clear()
         drive_filterbank('Leaf, window-gradient fallback', frontends['Leaf'], torch.float32,
-                         'highest')
+                         'highest', recorder=recorder)
         for dtype in ([torch.float32] if args.quick else [torch.float32, torch.float16]):
+            recorder.label = "pcen"
             drive_pcen(dtype)
     results = list(recorder.results.values())
     failed = [r for r in results if not r['ok']]

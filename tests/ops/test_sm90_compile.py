@@ -4,7 +4,9 @@ settings, and fits its shared memory: ``tests/ops/sm90_compile.py`` in a subproc
 ``ELEAF_SLOW_TESTS=1``). No GPU needed: Triton compiles to a cubin with its own ptxas.
 ``ELEAF_EXTRA_TRITON=DIR`` compiles with another Triton installation too (the GPU machine's
 3.6). The TF32 launches (the timed fast path) must not spill registers: on 2026-12-03 the LEAF
-forward spilled 5.7 KB per thread (Triton 3.9; 2.8 KB under the GPU machine's 3.6)."""
+forward spilled 5.7 KB per thread (Triton 3.9; 2.8 KB under the GPU machine's 3.6). The v2
+kernels must load x in vectors of at least 8 bytes, and LEAF's v2 TF32 forward and
+backward-rows kernels fit at least 2 blocks per SM (issue #23)."""
 import json
 import os
 import subprocess
@@ -18,6 +20,7 @@ pytest.importorskip('triton.backends.nvidia', reason='this Triton has no NVIDIA 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KERNELS = {'_gabor_fwd_kernel', '_gabor_bwd_rows_kernel', '_gabor_bwd_window_kernel',
            '_gabor_bwd_window_loop_kernel', '_gabor_bwd_taps_kernel', '_gabor_bwd_input_kernel',
+           '_gabor_bwd_taps_fold_kernel',
            '_gabor_taps_fwd_kernel', '_gabor_taps_bwd_kernel', '_group_geometry_kernel',
            '_pcen_fwd_kernel', '_pcen_bwd_kernel'}
 
@@ -55,3 +58,20 @@ def test_every_launch_compiles_for_sm90(tmp_path, triton_dir):
     precisions = {r['constexprs'].get('PRECISION') for r in results
                   if r['kernel'] == '_gabor_fwd_kernel'}
     assert precisions == {"'ieee'", "'tf32'"}
+    # the v2 kernels (ELEAF_GABOR_KERNELS=v2, the default) read x in vectors of >= 8 bytes
+    # (aligned x planes; Triton's specialisation of aligned pointers and strides)
+    folded = [r for r in results if r['constexprs'].get('FOLD') == 'True'
+              or r['kernel'] == '_gabor_bwd_taps_fold_kernel']
+    assert {r['kernel'] for r in folded} == {'_gabor_fwd_kernel', '_gabor_bwd_rows_kernel',
+                                             '_gabor_bwd_taps_fold_kernel'}
+    for r in folded:
+        wide = sum(n for k, n in r['vector_loads'].items()
+                   if k in ('cp.async 8B', 'cp.async 16B', 'ld.global 8B', 'ld.global 16B'))
+        assert wide > 0, (r['kernel'], r['vector_loads'])
+    # LEAF's v2 TF32 forward and backward-rows kernels: >= 2 blocks per SM, no spills
+    leaf = [r for r in results if 'Leaf v2' in r['labels']
+            and r['constexprs'].get('PRECISION') == "'tf32'"
+            and r['kernel'] in ('_gabor_fwd_kernel', '_gabor_bwd_rows_kernel')]
+    assert len(leaf) == 2, leaf
+    for r in leaf:
+        assert r['blocks_per_sm'] >= 2 and r['spill_stores'] == 0, r
