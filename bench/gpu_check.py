@@ -20,7 +20,12 @@ For each frontend configuration and size it
    kernel time per step, the top kernels): whether a step is bound by host work or kernels;
 5. times every case (and the mel baseline) a second time as a CUDA graph replay of the same
    step (eleaf.graphs; the geometry is data on the device, so the step captures), and
-   counts the host synchronisations of an eager step (torch.cuda.set_sync_debug_mode).
+   counts the host synchronisations of an eager step (torch.cuda.set_sync_debug_mode);
+6. times the Triton filterbank kernels v1 (old) against v2 (new), ``ELEAF_GABOR_KERNELS`` set
+   around each call, side by side in alternating blocks: the filterbank alone (forward,
+   forward+backward), the train step of 8G-opt 80, 4G, Leaf and TFLeaf, GPU time per step of
+   each ``_gabor…``/``_pcen…`` kernel (torch.profiler), and whether repeated forward+backward
+   runs give bitwise equal gradients under each (reported, not asserted).
 
 Writes ``gpu_<device>_<date>.json`` and ``.md`` (device, versions, date, all figures) to
 ``--out`` (default: bench/results, and $OUT when set). Needs a CUDA device, except with
@@ -443,6 +448,186 @@ def geometry_ab_checks(fast, size, select=lambda name: True, repeats=10):
     return rows
 
 
+#: section 'kernels_ab': frontends whose Triton filterbank kernels are timed v1 against v2
+KERNELS_AB_CONFIGS = ('EfficientLeaf 8G-opt 80 + LogTBN', 'EfficientLeaf 4G wf4.75 + LogTBN',
+                      'Leaf + PCEN', 'TFLeaf (TF LEAF port)')
+#: --smoke: the same frontends with 16 filters (a Triton call in the interpreter takes seconds)
+SMOKE_KERNELS_AB = {
+    'EfficientLeaf 8G-opt 80 + LogTBN': lambda b: eleaf.EfficientLeaf(
+        n_filters=16, num_groups=8, conv_win_factor=6, stride_factor=16, backend=b),
+    'EfficientLeaf 4G wf4.75 + LogTBN': lambda b: eleaf.EfficientLeaf(
+        n_filters=16, conv_win_factor=4.75, backend=b),
+    'Leaf + PCEN': lambda b: eleaf.Leaf(n_filters=16, backend=b),
+    'TFLeaf (TF LEAF port)': lambda b: eleaf.TFLeaf(n_filters=16, backend=b),
+}
+#: the variable the host code reads at every call to pick the Triton filterbank kernels
+KERNELS_ENV = 'ELEAF_GABOR_KERNELS'
+KERNEL_VERSIONS = ('v1', 'v2')
+#: profiler events counted per name in 'kernels_ab' (the Triton kernels' names start so)
+KERNEL_PREFIXES = ('_gabor', '_pcen', '_group_geometry')
+
+
+class gabor_kernels:
+    """Context: ``ELEAF_GABOR_KERNELS=version`` (v1: old kernels, v2: new), restored after."""
+
+    def __init__(self, version):
+        self.version = version
+
+    def __enter__(self):
+        self.saved = os.environ.get(KERNELS_ENV)
+        os.environ[KERNELS_ENV] = self.version
+
+    def __exit__(self, *args):
+        if self.saved is None:
+            os.environ.pop(KERNELS_ENV, None)
+        else:
+            os.environ[KERNELS_ENV] = self.saved
+
+
+def under(version, fn):
+    """``fn`` (no arguments) run with the Triton filterbank kernels ``version`` at each call."""
+    def call():
+        with gabor_kernels(version):
+            return fn()
+    return call
+
+
+def reported_kernel_version():
+    """What ``eleaf.ops.gabor.kernel_version()`` says now; None where the host code has none."""
+    from eleaf.ops import gabor as gabor_ops
+    fn = getattr(gabor_ops, 'kernel_version', None)
+    return fn() if fn is not None else None
+
+
+class FilterbankOnly(torch.nn.Module):
+    """A frontend's filterbank alone, (B, 1, L) -> (B, F, T) (TFLeaf's is a method)."""
+
+    def __init__(self, frontend):
+        super().__init__()
+        self.frontend = frontend
+
+    def forward(self, x):
+        return self.frontend.filterbank(x)
+
+
+def filterbank_of(frontend):
+    fb = frontend.filterbank
+    return fb if isinstance(fb, torch.nn.Module) else FilterbankOnly(frontend)
+
+
+def ab_times(modules, x, workload, repeats):
+    """{version: median ms} of ``workload`` (:func:`make_step`) on ``modules[version]`` under
+    its kernels, after warm-up, v1 and v2 timed in alternating blocks on ``x``."""
+    v1 = under('v1', make_step(modules['v1'], x, workload))
+    v2 = under('v2', make_step(modules['v2'], x, workload))
+    for _ in range(0 if SMOKE else 3):
+        v1(), v2()
+    t2, t1 = paired_times(v2, v1, DEVICE, 1 if SMOKE else repeats)
+    return {'v1': 1e3 * statistics.median(t1), 'v2': 1e3 * statistics.median(t2)}
+
+
+def kernel_times(step, steps):
+    """({name: {calls, us}} per step of the profiler events named ``KERNEL_PREFIXES``…: GPU
+    kernels on CUDA (none on CPU, where the interpreter runs them), µs of all GPU kernels per
+    step or None on CPU), over ``steps`` calls of ``step`` (warmed up before)."""
+    from torch.profiler import ProfilerActivity, profile
+    sync = torch.cuda.synchronize if DEVICE == 'cuda' else (lambda: None)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == 'cuda' else [])
+    sync()
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            step()
+        sync()
+    per, total = {}, 0.
+    for e in prof.events():
+        if DEVICE == 'cuda' and e.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        us = e.time_range.elapsed_us()
+        total += us
+        if e.name.startswith(KERNEL_PREFIXES):
+            calls, t = per.get(e.name, (0, 0.))
+            per[e.name] = (calls + 1, t + us)
+    return ({k: dict(calls=c / steps, us=t / steps) for k, (c, t) in sorted(per.items())},
+            total / steps if DEVICE == 'cuda' else None)
+
+
+def determinism(fbs, x, runs):
+    """Per version, whether ``runs`` forward+backward runs of the filterbank on the same input
+    and output gradient give bitwise equal output, input and parameter gradients
+    (``torch.equal``), the quantities that differ, and ‖v2 − v1‖/‖v1‖ of each (first runs)."""
+    out = dict(bitwise_equal={}, differs={})
+    first = {}
+    for v in KERNEL_VERSIONS:
+        got, g = [], None
+        for _ in range(runs):
+            fbs[v].zero_grad(set_to_none=True)
+            with gabor_kernels(v):
+                r, g = _run_train(fbs[v], x, g)
+            got.append({k: t.detach().clone() for k, t in r.items() if t is not None})
+        differs = sorted(k for k in got[0] if any(not torch.equal(r[k], got[0][k])
+                                                  for r in got[1:]))
+        out['bitwise_equal'][v], out['differs'][v] = not differs, differs
+        first[v] = got[0]
+    out['v2_vs_v1'] = {k: rel(first['v2'][k], first['v1'][k])
+                       for k in first['v1'] if k in first['v2']}
+    return out
+
+
+def kernels_ab_checks(fast, size, select=lambda name: True, repeats=10, steps=3, runs=3):
+    """Old against new, side by side: the Triton filterbank kernels v1 (today's, atomic
+    gradient sums) and v2 (folded tap symmetry, deterministic gradients), picked by
+    ``ELEAF_GABOR_KERNELS`` around every call. Per frontend at ``size``: the filterbank alone,
+    forward and forward+backward, and the frontend's train step, each v1 and v2 in alternating
+    blocks on the same input (v1/v2: ratio of the medians); GPU µs per train step of every
+    ``_gabor…``/``_pcen…`` kernel (torch.profiler, ``steps`` steps); whether ``runs``
+    forward+backward runs of the filterbank give bitwise equal gradients (reported only)."""
+    rows = []
+    if 'triton' not in fast:
+        return rows
+    batch, seconds = size
+    x = loudness_normalised(batch, seconds)
+    saved = os.environ.get(KERNELS_ENV)
+    if SMOKE:
+        steps, runs = 1, 2
+    for name in KERNELS_AB_CONFIGS:
+        if not select(name):
+            continue
+        row = dict(frontend=name, batch=batch, seconds=seconds)
+        make = CONFIGS[name]
+        if SMOKE:
+            make, row['smoke_n_filters'] = SMOKE_KERNELS_AB[name], 16
+        try:
+            fronts = {v: make('triton').to(DEVICE) for v in KERNEL_VERSIONS}
+            fronts['v1'].load_state_dict(fronts['v2'].state_dict())
+            row['reported'] = {v: under(v, reported_kernel_version)() for v in KERNEL_VERSIONS}
+            fbs = {v: filterbank_of(f) for v, f in fronts.items()}
+            for key, modules, xin, workload in (('fb_fwd', fbs, x[:, None], 'inference'),
+                                                ('fb_train', fbs, x[:, None], 'train'),
+                                                ('step', fronts, x, 'train')):
+                row[key + '_ms'] = ab_times(modules, xin, workload, repeats)
+                row[key + '_ratio'] = row[key + '_ms']['v1'] / row[key + '_ms']['v2']
+            row['kernels'], row['device_us'] = {}, {}
+            for v in KERNEL_VERSIONS:
+                step = under(v, make_step(fronts[v], x, 'train'))
+                row['kernels'][v], row['device_us'][v] = kernel_times(step, steps)
+            row.update(determinism(fbs, x[:, None], runs))
+            print('kernels A/B %-34s %3dx%2gs  v1 -> v2: filterbank fwd %.3f -> %.3f ms, '
+                  'fwd+bwd %.3f -> %.3f ms, train step %.3f -> %.3f ms (v1/v2 %.2f); '
+                  'bitwise-deterministic v1 %s, v2 %s' % (
+                      name, batch, seconds, row['fb_fwd_ms']['v1'], row['fb_fwd_ms']['v2'],
+                      row['fb_train_ms']['v1'], row['fb_train_ms']['v2'],
+                      row['step_ms']['v1'], row['step_ms']['v2'], row['step_ratio'],
+                      row['bitwise_equal']['v1'], row['bitwise_equal']['v2']))
+        except Exception as exc:
+            traceback.print_exc()
+            row['error'] = '%s: %s' % (type(exc).__name__, exc)
+        rows.append(row)
+        if DEVICE == 'cuda':
+            torch.cuda.empty_cache()
+    assert os.environ.get(KERNELS_ENV) == saved
+    return rows
+
+
 def main(argv=None):
     global DEVICE, SMOKE
     parser = argparse.ArgumentParser()
@@ -453,7 +638,8 @@ def main(argv=None):
     parser.add_argument('--tf32', action='store_true',
                         help='TF32 matmuls/convolutions everywhere (timings); parity is always '
                              'against the reference in full fp32')
-    parser.add_argument('--only', default='ops,filterbank,geometry_ab,profile,frontends',
+    parser.add_argument('--only',
+                        default='ops,kernels_ab,filterbank,geometry_ab,profile,frontends',
                         help='which sections to run (default: %(default)s)')
     parser.add_argument('--smoke', action='store_true',
                         help='no GPU: CPU tensors, tiny sizes, Triton in its interpreter (a test '
@@ -497,8 +683,12 @@ def main(argv=None):
     if 'ops' in sections:
         meta['ops'] = op_checks(fast, args.quick, args.smoke)
         write(meta, results, args.out)
+
     def select(name):
         return not args.configs or any(s in name for s in args.configs.split(','))
+    if 'kernels_ab' in sections:
+        meta['kernels_ab'] = kernels_ab_checks(fast, sizes[0], select)
+        write(meta, results, args.out)
     if 'filterbank' in sections:
         meta['filterbank'] = filterbank_checks(fast, sizes, select)
         write(meta, results, args.out)
@@ -565,9 +755,10 @@ def main(argv=None):
                     results.append(dict(entry, error='%s: %s' % (type(exc).__name__, exc)))
                 if DEVICE == 'cuda':
                     torch.cuda.empty_cache()
-        write(meta, results, args.out)  # after every size: a cut-off run keeps its figures
+            write(meta, results, args.out, echo=False)  # a cut-off run keeps its figures
+        write(meta, results, args.out)
     failed = [r for r in results + meta.get('filterbank', []) + meta.get('profile', [])
-              + meta.get('geometry_ab', []) if 'error' in r]
+              + meta.get('geometry_ab', []) + meta.get('kernels_ab', []) if 'error' in r]
     return 1 if failed else 0
 
 
@@ -591,7 +782,56 @@ def add_ratios(results):
                                         if gmel_t and r.get('graph_time_s') else None)
 
 
-def write(meta, results, out_dir):
+def kernels_ab_lines(rows):
+    """The markdown section of 'kernels_ab' (a row's figures that exist, and its error)."""
+    def ab(r, key, fmt='%.3f'):
+        d = r.get(key)
+        return (fmt + ' → ' + fmt) % (d['v1'], d['v2']) if d else '-'
+
+    def per_kernel(r):
+        k = r.get('kernels')
+        if not k:
+            return '-'
+        def us(v, n):
+            return '%.0f' % k[v][n]['us'] if n in k[v] else '-'
+        names = sorted(set(k['v1']) | set(k['v2']))
+        each = ['%s %s → %s' % (n[:-7] if n.endswith('_kernel') else n, us('v1', n),
+                                us('v2', n)) for n in names]
+        total = r.get('device_us') or {}
+        if total.get('v1') is not None and total.get('v2') is not None:
+            each.insert(0, 'all GPU %.0f → %.0f' % (total['v1'], total['v2']))
+        return '; '.join(each) or 'none profiled'
+
+    lines = ['', '## Triton filterbank kernels v1 (old, ELEAF_GABOR_KERNELS=v1) against v2 '
+             '(new): filterbank alone and train step', '',
+             'Each pair timed in alternating blocks on the same input (ms, median); v1 / v2: '
+             'ratio of the train step medians (above 1: v2 is faster). Kernel µs: GPU time per '
+             'train step of each `_gabor…`/`_pcen…` kernel (torch.profiler), v1 → v2. '
+             'Bitwise: repeated forward+backward runs of the filterbank alone on the same '
+             'input give bitwise equal output and gradients (torch.equal), v1 / v2. v2 vs v1: '
+             'worst ‖v2−v1‖/‖v1‖ over the output and gradients. Host: what '
+             'eleaf.ops.gabor.kernel_version() reported under each setting.', '',
+             '| frontend | batch × s | filterbank fwd ms | filterbank fwd+bwd ms | train step '
+             'v1 ms | train step v2 ms | v1 / v2 | kernel µs per step v1 → v2 | '
+             'bitwise v1 / v2 | v2 vs v1 | host |', '|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        step, bits, err = r.get('step_ms'), r.get('bitwise_equal'), r.get('v2_vs_v1')
+        if 'fb_fwd_ms' in r:
+            lines.append('| %s | %d × %g | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
+                r['frontend'], r['batch'], r['seconds'], ab(r, 'fb_fwd_ms'),
+                ab(r, 'fb_train_ms'), '%.3f' % step['v1'] if step else '-',
+                '%.3f' % step['v2'] if step else '-', '%.2f' % r['step_ratio'] if step else '-',
+                per_kernel(r), '%s / %s' % (bits['v1'], bits['v2']) if bits else '-',
+                '%.1e' % max(err.values()) if err else '-',
+                '%s / %s' % (r['reported']['v1'], r['reported']['v2'])))
+        if 'error' in r:
+            lines.append('| %s | %d × %g | error: %s | | | | | | | | |' % (
+                r['frontend'], r['batch'], r['seconds'], r['error'][:80].replace('|', '/')))
+    return lines
+
+
+def write(meta, results, out_dir, echo=True):
+    """The JSON and markdown files (and copies in $OUT); ``echo``: print the markdown."""
     add_ratios(results)
     stamp = meta['date'][:10]
     dev = meta['device'].replace(' ', '_').replace('/', '_')
@@ -688,6 +928,8 @@ def write(meta, results, out_dir):
             lines.append('| %s | %d × %g | %.3f | %g | %.3f | %g | %.2f |' % (
                 r['frontend'], r['batch'], r['seconds'], r['new_ms'], r['new_syncs'],
                 r['old_ms'], r['old_syncs'], r['speedup']))
+    if meta.get('kernels_ab'):
+        lines += kernels_ab_lines(meta['kernels_ab'])
     for r in meta.get('profile') or []:
         if 'error' in r:
             lines += ['', '## Profile of %s (triton): error: %s' % (r['frontend'], r['error'])]
@@ -703,7 +945,8 @@ def write(meta, results, out_dir):
                   for k in r['top']]
     with open(base + '.md', 'w') as f:
         f.write('\n'.join(lines) + '\n')
-    print('\n'.join(lines))
+    if echo:
+        print('\n'.join(lines))
     out = os.environ.get('OUT')
     if out and os.path.abspath(out) != os.path.abspath(out_dir):
         for ext in ('.json', '.md'):

@@ -1,7 +1,8 @@
 """``bench/gpu_check.py``, the one script a lent GPU runs, works: its ``--smoke`` mode runs
 the same code on CPU tensors at a tiny size (Triton kernels in the interpreter) and writes a
 results file whose parity figures are real (fast paths against the fp32 and float64
-references) and whose timings carry the paired mel baseline."""
+references) and whose timings carry the paired mel baseline; its ``kernels_ab`` section (the
+Triton filterbank kernels v1 against v2) runs too, on a 16-filter frontend."""
 import glob
 import json
 import os
@@ -54,6 +55,16 @@ def test_smoke_run_writes_results(tmp_path):
         assert prof['wall_ms'] >= prof['host_ms'] > 0 and prof['device_ms'] is None
         assert prof['top'] and all(k['us'] >= 0 and k['calls'] > 0 for k in prof['top'])
         assert any('gabor' in k['name'].lower() for k in prof['top']), prof['top']
+        (ab,) = data['meta']['kernels_ab']  # v1 against v2, reported whatever the host does
+        assert ab['frontend'] == 'EfficientLeaf 8G-opt 80 + LogTBN' and 'error' not in ab, ab
+        for key in ('fb_fwd_ms', 'fb_train_ms', 'step_ms'):
+            assert ab[key]['v1'] > 0 and ab[key]['v2'] > 0, ab
+        assert all(type(ab['bitwise_equal'][v]) is bool for v in ('v1', 'v2')), ab
+        assert set(ab['v2_vs_v1']) >= {'output', 'grad_input', 'grad center_freqs'}
+        assert max(ab['v2_vs_v1'].values()) < 1e-3, ab['v2_vs_v1']
+        assert 'ELEAF_GABOR_KERNELS=v1' in open(json_path[:-5] + '.md').read()
+    else:
+        assert data['meta']['kernels_ab'] == []
 
 
 @pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='a CUDA device is present')
