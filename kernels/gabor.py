@@ -52,12 +52,31 @@ QMAX leaves too few registers), ``_gabor_bwd_taps_kernel`` the
 taps gradient dh[c, j] = sum over b, m of D[c, m] x[m s - K//2 + j] (tl.dot, im2col tiles of
 x) and, only when x needs a gradient, ``_gabor_bwd_input_kernel`` the input gradient
 dx[i] = sum over c, m of D[c, m] h_c[i + K//2 - m s]. Reductions across programs use
-atomic adds into fp32 buffers (results are not bitwise deterministic).
+atomic adds into fp32 buffers in v1 (results are not bitwise deterministic), partial sums in
+v2 (see below).
 
-TF32 (``PRECISION='tf32'``): the host passes x and the taps rounded to TF32 (round to
+TF32 (``PRECISION='tf32'``): the host passes x (v1; v2 rounds its sums of x in the kernels)
+and the taps rounded to TF32 (round to
 nearest, like cuBLAS and cuDNN; the tensor cores themselves truncate fp32 operands, a
 systematic relative bias of about -1e-3 on |conv|^2) and the rows kernel rounds D when it
 stores it (``ROUND_D``).
+
+Two versions (``ELEAF_GABOR_KERNELS``, :func:`eleaf.ops.gabor_plan.kernel_version`):
+
+- **v1** (the description above; before 2026-12-07): full taps, x gathered per tap (4-byte
+  loads), filter blocks of the next power of two of a group's size, reductions across
+  programs by atomic adds.
+- **v2** (default): the same kernels with ``FOLD`` (:func:`_fold_tile`): a Gabor filter's real
+  taps are even and its imaginary taps odd about the centre, so each row's response is
+  sum_j h[hk + j] (x[c + j] +- x[c - j]) over j = 0 ... hk, half the products, with x read from
+  the *x planes* (``_gabor_planes_kernel``: x and its reversal, each in ALIGN shifted copies)
+  in aligned ALIGN-element vectors; filter blocks as small as the work allows (10 filters in
+  16 columns, LEAF's 40 in 3 x 16), forward row tiles sized to T; the taps gradient of the
+  folded taps (``_gabor_bwd_taps_fold_kernel``); every reduction across programs stores
+  partial sums that ``_gabor_sum_partials_kernel`` adds in a fixed order, and the input
+  gradient sums the filter blocks in one program, so no kernel uses atomics and the
+  gradients are bitwise reproducible. Layouts of asymmetric taps (TF LEAF's even kernel
+  sizes) run v2 unfolded. ``eleaf/ops/gabor_cost.py`` counts the work of both.
 """
 import triton
 import triton.language as tl
@@ -65,6 +84,8 @@ import triton.language as tl
 __all__ = ['_gabor_fwd_kernel', '_gabor_bwd_rows_kernel', '_gabor_bwd_window_kernel',
            '_gabor_bwd_window_loop_kernel',
            '_gabor_bwd_taps_kernel', '_gabor_bwd_taps_fold_kernel', '_gabor_bwd_input_kernel',
+           '_gabor_planes_kernel', '_gabor_sum_partials_kernel', 'SUM_TAPS', 'SUM_TAPS_FOLDED',
+           'SUM_WINDOWS', 'GTAB_NCOL',
            'TAB_F_OUT', 'TAB_NB', 'TAB_GROUP', 'TAB_LOC', 'TAB_N', 'TAB_TAPS', 'TAB_WINS', 'NCOL',
            'GEO_S', 'GEO_P', 'GEO_K', 'GEO_W', 'GEO_NCOL']
 
@@ -695,3 +716,71 @@ def _gabor_bwd_input_kernel(
         tl.store(dx_ptr + b * stride_dxb + i, total, mask=imask)
     else:
         tl.atomic_add(dx_ptr + b * stride_dxb + i, total, mask=imask, sem='relaxed')
+
+
+@triton.jit
+def _gabor_planes_kernel(x_ptr, planes_ptr, L, stride_xb, stride_xl, XPLANE, XOFF, XREV,
+                         ALIGN: tl.constexpr, BLOCK: tl.constexpr):
+    """The x planes of the v2 kernels (:func:`eleaf.ops.gabor.x_planes`), every element
+    written: planes[b, a, i] = x[b, i + a - XOFF], planes[b, ALIGN + a, i] = x[b, XREV - a - i]
+    (zero outside [0, L)). Grid (cdiv(XPLANE, BLOCK), B); planes (B, 2 ALIGN, XPLANE)."""
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    b = tl.program_id(1).to(tl.int64)
+    inside = i < XPLANE
+    x_b = x_ptr + b * stride_xb
+    out = planes_ptr + b * (2 * ALIGN * XPLANE) + i
+    for a in tl.static_range(ALIGN):
+        fwd = i + a - XOFF
+        rev = XREV - a - i
+        v = tl.load(x_b + fwd.to(tl.int64) * stride_xl, mask=inside & (fwd >= 0) & (fwd < L),
+                    other=0.)
+        tl.store(out + a * XPLANE, v, mask=inside)
+        v = tl.load(x_b + rev.to(tl.int64) * stride_xl, mask=inside & (rev >= 0) & (rev < L),
+                    other=0.)
+        tl.store(out + (ALIGN + a) * XPLANE, v, mask=inside)
+
+
+# kinds of partial sums reduced by _gabor_sum_partials_kernel, and the columns of its int32
+# per-group table (static: offsets and sizes of the group's regions in the packed layouts)
+SUM_TAPS = 0          # taps gradient, every tap of each filter's 2 rows
+SUM_TAPS_FOLDED = 1   # folded taps gradient: centre and right half (no imaginary centre)
+SUM_WINDOWS = 2       # window gradient
+GTAB_NCOL = 5         # n, taps offset, taps region size, windows offset, windows region size
+
+
+@triton.jit
+def _gabor_sum_partials_kernel(part_ptr, out_ptr, gtab_ptr, geo_ptr, SPLIT, PART_STRIDE, ACC,
+                               KIND: tl.constexpr, BLOCK: tl.constexpr):
+    """out[p] = (out[p] if ACC else 0) + sum_{s = 0 ... SPLIT - 1} part[s, p] over the
+    positions p of a packed layout (taps or windows) that the partial-sum kernels write (the
+    group's actual rows of K or W taps, per ``KIND``), and out[p] = 0 (or unchanged with ACC)
+    elsewhere in the group's region: a deterministic reduction (fixed order, no atomics)
+    that leaves no element of ``out`` unwritten, so the partials need no zero fill.
+
+    Grid (cdiv(largest region, BLOCK), G). ``gtab``: int32 (G, GTAB_NCOL); ``geo``: (G, 4).
+    """
+    g = tl.program_id(1)
+    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    row = gtab_ptr + g * 5
+    n = tl.load(row)
+    if KIND == 2:
+        off = tl.load(row + 3)
+        size = tl.load(row + 4)
+        W = tl.load(geo_ptr + g * 4 + 3)
+        valid = p < n * W
+    else:
+        off = tl.load(row + 1)
+        size = tl.load(row + 2)
+        K = tl.load(geo_ptr + g * 4 + 2)
+        valid = p < 2 * n * K
+        if KIND == 1:
+            hk = K // 2
+            k = p % K
+            valid = valid & (k >= hk) & ~((p >= n * K) & (k == hk))
+    inside = p < size
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for sp in range(0, SPLIT):
+        acc += tl.load(part_ptr + sp * PART_STRIDE + off + p, mask=inside & valid, other=0.)
+    if ACC:
+        acc += tl.load(out_ptr + off + p, mask=inside, other=0.)
+    tl.store(out_ptr + off + p, acc, mask=inside)

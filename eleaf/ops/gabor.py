@@ -16,6 +16,10 @@ use low-precision tl.dot (taps cast to the input dtype) with float32 accumulatio
 is in the input dtype, the gradients of the taps and windows are float32. float64 is not
 supported (the registry runs the reference for it).
 
+Kernels: ``ELEAF_GABOR_KERNELS=v2`` (default) folds the taps' symmetry and reduces
+deterministically; ``v1`` runs the kernels before 2026-12-07 (see :mod:`eleaf.kernels.gabor`),
+kept until a GPU has timed both (``bash bench/gpu_session.sh``).
+
 Memory: the forward never writes the (B, 2F, N) convolution output; autograd saves only x
 and the packed taps and windows. The backward recomputes the convolution into a scratch
 buffer bounded by ``ELEAF_GABOR_SCRATCH_MB`` (default 256 MiB) by processing the batch in
@@ -37,10 +41,12 @@ from .gabor_plan import (LAUNCH, Plan, alloc, caps_layout, kernel_version, layou
 try:
     import triton
 
-    from ..kernels.gabor import (NCOL, _gabor_bwd_input_kernel, _gabor_bwd_rows_kernel,
+    from ..kernels.gabor import (NCOL, SUM_TAPS, SUM_TAPS_FOLDED, SUM_WINDOWS,
+                                 _gabor_bwd_input_kernel, _gabor_bwd_rows_kernel,
                                  _gabor_bwd_taps_fold_kernel, _gabor_bwd_taps_kernel,
                                  _gabor_bwd_window_kernel, _gabor_bwd_window_loop_kernel,
-                                 _gabor_fwd_kernel)
+                                 _gabor_fwd_kernel, _gabor_planes_kernel,
+                                 _gabor_sum_partials_kernel)
     from .gabor_pack import GaborPack, geometry_fwd
     HAS_TRITON = True
     _IMPORT_ERROR = None
@@ -111,20 +117,33 @@ def x_planes(x: torch.Tensor, kmax: int, block_k: int) -> Tuple[torch.Tensor, in
 
     so the samples x[c + j] and x[c - j], j = 0, 1, ... of a row centred on c are contiguous
     and ALIGN-aligned in one plane each, whatever c (x[c - j] forwards in a reversed plane).
-    The padding covers taps up to ``kmax // 2 + block_k`` past a centre. One pass over x,
-    2 ALIGN copies: a few microseconds on a GPU against the convolution's milliseconds.
+    The padding covers taps up to ``kmax // 2 + block_k`` past a centre. One kernel
+    (``_gabor_planes_kernel``), one pass over x writing 2 ALIGN copies: a few microseconds on
+    a GPU against the convolution's milliseconds.
     """
     B, _, L = x.shape
     xoff, xrev = 0, L - 1 + ALIGN
     pad = kmax // 2 + block_k + ALIGN
     xplane = -(-(xrev + 1 + pad) // 16) * 16
-    planes = x.new_zeros((B, 2 * ALIGN, xplane))
-    xv = x[:, 0]
-    rev = xv.flip(-1)
-    for a in range(ALIGN):
-        planes[:, a, :L - a] = xv[:, a:]
-        planes[:, ALIGN + a, xrev - a - L + 1:xrev - a + 1] = rev
+    planes = alloc((B, 2 * ALIGN, xplane), x.dtype, x.device)
+    if B:
+        block = 1024 if x.is_cuda else 1 << 14
+        with on_device(x):
+            _gabor_planes_kernel[(triton.cdiv(xplane, block), B)](
+                x, planes, L, x.stride(0), x.stride(2), xplane, xoff, xrev,
+                ALIGN=ALIGN, BLOCK=block, num_warps=4)
     return planes, xplane, xoff, xrev
+
+
+def _sum_partials(p: Plan, part: torch.Tensor, out: torch.Tensor, geo: torch.Tensor,
+                  kind: int, acc: bool):
+    """``out`` = (out if ``acc`` else 0) + the sum of the partials ``part`` (SPLIT, numel)
+    over their rows in a fixed order, zero where no partial is written (see
+    ``_gabor_sum_partials_kernel``): bitwise reproducible."""
+    block = 1024 if out.is_cuda else 1 << 14
+    _gabor_sum_partials_kernel[(triton.cdiv(p.region_max, block), p.G)](
+        part, out, p.gtab, geo, part.shape[0], part.stride(0), int(acc),
+        KIND=kind, BLOCK=block, num_warps=4)
 
 
 def _fold_args(x: torch.Tensor, p: Plan, block_k: int):
@@ -239,10 +258,12 @@ def _scratch_budget() -> int:
 
 
 def _window_grad(plan: Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.Tensor,
-                 geo: torch.Tensor, bases: torch.Tensor, L: int, T: int, nb: int, pool_shift: int):
+                 geo: torch.Tensor, bases: torch.Tensor, L: int, T: int, nb: int, pool_shift: int,
+                 acc: bool = True):
     """Window gradient of one batch chunk from the E scratch, added to ``dwin`` (phase-split
     kernel, or the per-tap fallback when the shifts QMAX leave too few registers). v2: the
-    programs store partial sums, summed here in a fixed order (deterministic)."""
+    programs store partial sums, summed here in a fixed order (deterministic) into ``dwin``
+    (overwritten unless ``acc``)."""
     cfg, bf = plan.cfg, plan.block_f
     if plan.win_block_r is None:
         _check_deterministic(g, plan, 'the per-tap window-gradient kernel (a window spanning '
@@ -256,35 +277,34 @@ def _window_grad(plan: Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.Te
     items = nb * triton.cdiv(T + plan.qmax - 1, plan.win_block_u)
     split = max(1, min(items, triton.cdiv(cfg['win_programs'], n_r * plan.n_fb)))
     atomic = plan.version == 'v1'
-    part = dwin if atomic else torch.zeros((split, dwin.numel()), dtype=torch.float32,
-                                           device=dwin.device)
+    part = dwin if atomic else alloc((split, dwin.numel()), torch.float32, dwin.device)
     _gabor_bwd_window_kernel[(n_r, plan.n_fb, split)](
         g, ebuf, part, plan.tab, geo, bases,
         L, T, nb, split, g.stride(0), g.stride(1), g.stride(2), pool_shift, dwin.numel(),
         NCOL=NCOL, BLOCK_U=plan.win_block_u, BLOCK_R=plan.win_block_r, BLOCK_F=bf,
         QMAX=plan.fwd_qmax, ATOMIC=atomic, num_warps=cfg['win_warps'])
     if not atomic:
-        dwin += part.sum(0)
+        _sum_partials(plan, part, dwin, geo, SUM_WINDOWS, acc)
 
 
 def _taps_grad_fold(p: Plan, xq, stride_xb, xplane, xoff, xrev, dbuf, dtaps, geo, bases,
-                    L: int, nb: int, prec: str):
-    """Taps gradient of one batch chunk (v2, ``_gabor_bwd_taps_fold_kernel``), added to
-    ``dtaps``: SPLIT programs per taps chunk and filter block store partial sums, summed here
-    in a fixed order (no atomics: bitwise reproducible)."""
+                    L: int, nb: int, prec: str, acc: bool):
+    """Taps gradient of one batch chunk (v2, ``_gabor_bwd_taps_fold_kernel``) into ``dtaps``
+    (added unless the first chunk): SPLIT programs per taps chunk and filter block store
+    partial sums, summed in a fixed order (no atomics: bitwise reproducible)."""
     cfg = p.cfg
     n_j = triton.cdiv(p.kmax // 2 + 1, cfg['taps_block_k'])
     rows = cfg['taps_rows']
     items = nb * triton.cdiv(max(p.steps(L)), rows)
     split = max(1, min(items, triton.cdiv(cfg.get('taps_programs', 1056), n_j * p.n_fb)))
-    part = torch.zeros((split, dtaps.numel()), dtype=torch.float32, device=dtaps.device)
+    part = alloc((split, dtaps.numel()), torch.float32, dtaps.device)
     _gabor_bwd_taps_fold_kernel[(n_j, p.n_fb, split)](
         xq, dbuf, part, p.tab, geo, bases,
         L, nb, split, rows, stride_xb, xplane, xoff, xrev, dtaps.numel(),
         NCOL=NCOL, BLOCK_M=cfg['taps_block_m'], BLOCK_K=cfg['taps_block_k'],
         BLOCK_F=p.block_f, PRECISION=prec, ALIGN=ALIGN,
         num_warps=cfg['taps_warps'], num_stages=cfg['taps_stages'])
-    dtaps += part.sum(0)
+    _sum_partials(p, part, dtaps, geo, SUM_TAPS_FOLDED, acc)
 
 
 def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
@@ -299,7 +319,16 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
     Returns:
         (dx, dtaps, dwindows): dx (B, 1, L) in x's dtype (an empty tensor when not
         ``need_dx``), dtaps and dwindows float32 shaped like ``taps`` and ``windows`` (zero
-        beyond each group's actual K and W).
+        beyond each group's actual K and W). v2 kernels with a symmetric layout read only the
+        centre and right half of each tap row, so dtaps is the gradient with respect to
+        those: the reference's gradient folded (dh[hk + j] + dh[hk - j] for the real rows,
+        dh[hk + j] - dh[hk - j] for the imaginary ones, j >= 1), zero on the left halves and
+        the imaginary centre tap; the packing's gradient (``eleaf::gabor_pack_bwd``) turns
+        it into the same parameter gradients.
+
+    Determinism: v2 reduces without atomic adds (bitwise reproducible); on CUDA under
+    ``torch.use_deterministic_algorithms(True)`` the v1 kernels and the per-tap window
+    fallback raise RuntimeError (a warning with ``warn_only=True``).
     """
     p = plan(layout, x.device, _cfg_key(x))
     geo = _geometry(geo, p)
@@ -312,8 +341,13 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
         raise ValueError('grad must be %s, got %s' % ((B, p.F, T), tuple(grad.shape)))
     dev = x.device
     taps, windows = taps.contiguous(), windows.contiguous()
-    dtaps = torch.zeros(taps.shape, dtype=torch.float32, device=dev)
-    dwin = torch.zeros(windows.shape, dtype=torch.float32, device=dev)
+    # v2 writes every element of dtaps and dwin (poisoned in tests) by its reductions; v1,
+    # the per-tap window fallback and an empty batch need zeros
+    v1 = p.version == 'v1'
+    zeros = v1 or B == 0
+    dtaps = (torch.zeros if zeros else alloc)(taps.shape, dtype=torch.float32, device=dev)
+    dwin = (torch.zeros if zeros or p.win_block_r is None else alloc)(
+        windows.shape, dtype=torch.float32, device=dev)
     if need_dx:   # v2 stores every element (poisoned in tests), v1 adds atomically
         dx = (torch.zeros if p.version == 'v1' else alloc)((B, L), dtype=torch.float32,
                                                            device=dev)
@@ -326,7 +360,6 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
         ebuf = alloc((e_numel,), torch.float32, dev)
         n_max = max(steps)
         cfg = p.cfg
-        v1 = p.version == 'v1'
         if v1:
             _check_deterministic(x, p, 'ELEAF_GABOR_KERNELS=v1')
         split = max(1, triton.cdiv(n_max, cfg['taps_rows']))
@@ -351,10 +384,10 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
                     LOWP=lowp, PRECISION=prec, ROUND_D=(prec == 'tf32' and round_d),
                     FOLD=fold, ALIGN=align,
                     num_warps=cfg['bwd_warps'], num_stages=cfg['bwd_stages'])
-                _window_grad(p, gc, ebuf, dwin, geo, bases, L, T, nb, pool_shift)
+                _window_grad(p, gc, ebuf, dwin, geo, bases, L, T, nb, pool_shift, b0 > 0)
                 if not p.fold:   # v1 (atomic adds), or v2 with asymmetric taps (partials)
-                    part = dtaps if v1 else torch.zeros((nb * split, dtaps.numel()),
-                                                        dtype=torch.float32, device=dev)
+                    part = dtaps if v1 else alloc((nb * split, dtaps.numel()), torch.float32,
+                                                  dev)
                     _gabor_bwd_taps_kernel[(triton.cdiv(p.kmax, cfg['taps_block_k']), p.n_fb,
                                             nb * split)](
                         xc, dbuf, part, p.tab, geo, bases,
@@ -363,10 +396,10 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
                         BLOCK_F=bf, PRECISION=prec, ATOMIC=v1, num_warps=cfg['taps_warps'],
                         num_stages=cfg['taps_stages'])
                     if not v1:
-                        dtaps += part.sum(0)
+                        _sum_partials(p, part, dtaps, geo, SUM_TAPS, b0 > 0)
                 else:
                     _taps_grad_fold(p, xq, stride_xb, xplane, xoff, xrev, dbuf, dtaps, geo,
-                                    bases, L, nb, prec)
+                                    bases, L, nb, prec, b0 > 0)
                 if need_dx:
                     dxc = dx[b0:b0 + nb]
                     _gabor_bwd_input_kernel[(triton.cdiv(L, cfg['dx_block_i']),

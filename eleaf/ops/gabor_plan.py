@@ -278,6 +278,12 @@ class Plan:
             w_off += n * wcap
         self.tap_off, self.win_off = tap_off, win_off
         self.taps_numel, self.win_numel = t_off, w_off
+        # per group (n, taps offset, taps region, windows offset, windows region): the
+        # deterministic reductions' table (eleaf.kernels.gabor._gabor_sum_partials_kernel)
+        gtab = [[g[1] - g[0], tap_off[i], 2 * (g[1] - g[0]) * g[2], win_off[i],
+                 (g[1] - g[0]) * g[3]] for i, g in enumerate(groups)]
+        self.region_max = max(max(r[2], r[4]) for r in gtab)
+        self.gtab = torch.tensor(gtab, dtype=torch.int32).to(device)
         self.n_fb = len(rows)
         assert len(rows[0]) == NCOL
         self.tab = torch.tensor(rows, dtype=torch.int32).to(device)

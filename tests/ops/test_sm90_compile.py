@@ -20,7 +20,7 @@ pytest.importorskip('triton.backends.nvidia', reason='this Triton has no NVIDIA 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KERNELS = {'_gabor_fwd_kernel', '_gabor_bwd_rows_kernel', '_gabor_bwd_window_kernel',
            '_gabor_bwd_window_loop_kernel', '_gabor_bwd_taps_kernel', '_gabor_bwd_input_kernel',
-           '_gabor_bwd_taps_fold_kernel',
+           '_gabor_bwd_taps_fold_kernel', '_gabor_planes_kernel', '_gabor_sum_partials_kernel',
            '_gabor_taps_fwd_kernel', '_gabor_taps_bwd_kernel', '_group_geometry_kernel',
            '_pcen_fwd_kernel', '_pcen_bwd_kernel'}
 
