@@ -72,7 +72,8 @@ python3 -c "import eleaf, eleaf._C; print('eleaf._C:', eleaf._C.build_info())" |
 stage test_cuda_ops 75 python3 -m pytest -q -x tests/ops/test_compress_cpp.py tests/ops/test_pcen_triton.py \
   tests/ops/test_gabor_pack.py tests/ops/test_tf_pcen.py
 TRITON_FB_TESTS=(tests/ops/test_gabor_triton.py tests/ops/test_tf_gabor_triton.py
-  -k "leaf or random_configs[0] or random_configs[1] or custom_ops or compile or opcheck")
+  tests/ops/test_gabor_kernels_v2.py
+  -k "leaf or random_configs[0] or random_configs[1] or custom_ops or compile or opcheck or bitwise")
 stage test_triton_filterbank 50 python3 -m pytest -q -x "${TRITON_FB_TESTS[@]}"
 stage test_triton_filterbank_v1 50 env ELEAF_GABOR_KERNELS=v1 python3 -m pytest -q -x \
   "${TRITON_FB_TESTS[@]}"

@@ -56,7 +56,8 @@ except Exception as _exc:  # ImportError, or a broken Triton installation
 
 __all__ = ['gabor_filterbank_triton', 'grouped_gabor_filterbank_triton', 'gabor_fwd',
            'gabor_bwd', 'static_layout', 'caps_layout', 'static_geometry', 'pack_taps',
-           'pack_taps_ref', 'HAS_TRITON', 'LAUNCH', 'kernel_version', 'x_planes', 'ALIGN']
+           'pack_taps_ref', 'HAS_TRITON', 'LAUNCH', 'kernel_version', 'x_planes', 'align_for',
+           'VECTOR_BYTES']
 
 _LOWP = (torch.float16, torch.bfloat16)
 _SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
@@ -104,13 +105,21 @@ def _dot_operands(x: torch.Tensor, taps: torch.Tensor, cfg: dict, fold: bool = F
     return x, taps
 
 
-#: v2 kernels: x is read in aligned ALIGN-element vectors (8 bytes for float32)
-ALIGN = 2
+#: v2 kernels: x is read in aligned vectors of this many bytes
+VECTOR_BYTES = 8
 
 
-def x_planes(x: torch.Tensor, kmax: int, block_k: int) -> Tuple[torch.Tensor, int, int, int]:
+def align_for(dtype: torch.dtype) -> int:
+    """Elements per aligned vector load of x (``ALIGN``): 2 for float32, 4 for float16 and
+    bfloat16 (:data:`VECTOR_BYTES` each)."""
+    return max(1, VECTOR_BYTES // torch.empty((), dtype=dtype).element_size())
+
+
+def x_planes(x: torch.Tensor, kmax: int, block_k: int, block: int = 1024
+             ) -> Tuple[torch.Tensor, int, int, int, int]:
     """The x operand of the v2 kernels (:func:`eleaf.kernels.gabor._fold_tile`): (planes,
-    XPLANE, XOFF, XREV), planes (B, 2 ALIGN, XPLANE) in x's dtype, zero-padded:
+    XPLANE, XOFF, XREV, ALIGN), ALIGN = :func:`align_for` (x's dtype), planes
+    (B, 2 ALIGN, XPLANE) in x's dtype, zero-padded:
 
     - plane a < ALIGN: x shifted by a, ``planes[b, a, i] = x[b, i + a - XOFF]``;
     - plane ALIGN + a: x reversed and shifted, ``planes[b, ALIGN + a, i] = x[b, XREV - a - i]``;
@@ -118,21 +127,22 @@ def x_planes(x: torch.Tensor, kmax: int, block_k: int) -> Tuple[torch.Tensor, in
     so the samples x[c + j] and x[c - j], j = 0, 1, ... of a row centred on c are contiguous
     and ALIGN-aligned in one plane each, whatever c (x[c - j] forwards in a reversed plane).
     The padding covers taps up to ``kmax // 2 + block_k`` past a centre. One kernel
-    (``_gabor_planes_kernel``), one pass over x writing 2 ALIGN copies: a few microseconds on
-    a GPU against the convolution's milliseconds.
+    (``_gabor_planes_kernel``, ``block`` elements per program), one pass over x writing
+    2 ALIGN copies (16 bytes per sample): a few microseconds on a GPU against the
+    convolution's milliseconds.
     """
     B, _, L = x.shape
-    xoff, xrev = 0, L - 1 + ALIGN
-    pad = kmax // 2 + block_k + ALIGN
+    align = align_for(x.dtype)
+    xoff, xrev = 0, L - 1 + align
+    pad = kmax // 2 + block_k + align
     xplane = -(-(xrev + 1 + pad) // 16) * 16
-    planes = alloc((B, 2 * ALIGN, xplane), x.dtype, x.device)
+    planes = alloc((B, 2 * align, xplane), x.dtype, x.device)
     if B:
-        block = 1024 if x.is_cuda else 1 << 14
         with on_device(x):
             _gabor_planes_kernel[(triton.cdiv(xplane, block), B)](
                 x, planes, L, x.stride(0), x.stride(2), xplane, xoff, xrev,
-                ALIGN=ALIGN, BLOCK=block, num_warps=4)
-    return planes, xplane, xoff, xrev
+                ALIGN=align, BLOCK=block, num_warps=4)
+    return planes, xplane, xoff, xrev, align
 
 
 def _sum_partials(p: Plan, part: torch.Tensor, out: torch.Tensor, geo: torch.Tensor,
@@ -140,19 +150,20 @@ def _sum_partials(p: Plan, part: torch.Tensor, out: torch.Tensor, geo: torch.Ten
     """``out`` = (out if ``acc`` else 0) + the sum of the partials ``part`` (SPLIT, numel)
     over their rows in a fixed order, zero where no partial is written (see
     ``_gabor_sum_partials_kernel``): bitwise reproducible."""
-    block = 1024 if out.is_cuda else 1 << 14
+    block = p.cfg['elementwise_block']
     _gabor_sum_partials_kernel[(triton.cdiv(p.region_max, block), p.G)](
         part, out, p.gtab, geo, part.shape[0], part.stride(0), int(acc),
         KIND=kind, BLOCK=block, num_warps=4)
 
 
 def _fold_args(x: torch.Tensor, p: Plan, block_k: int):
-    """(x operand, its batch stride, XPLANE, XOFF, XREV, FOLD) of a launch: the x planes
-    for v2, x itself for v1."""
+    """(x operand, its batch stride, XPLANE, XOFF, XREV, ALIGN, FOLD) of a launch: the x
+    planes when the plan folds (v2), x itself otherwise."""
     if not p.fold:
-        return x, x.stride(0), 0, 0, 0, False
-    planes, xplane, xoff, xrev = x_planes(x, p.kmax, block_k)
-    return planes, planes.stride(0), xplane, xoff, xrev, True
+        return x, x.stride(0), 0, 0, 0, 1, False
+    planes, xplane, xoff, xrev, align = x_planes(x, p.kmax, block_k,
+                                                 p.cfg['elementwise_block'])
+    return planes, planes.stride(0), xplane, xoff, xrev, align, True
 
 
 def _check_deterministic(x: torch.Tensor, p: Plan, what: str):
@@ -239,7 +250,7 @@ def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
     lowp = _lowp(x)
     x, taps = _dot_operands(x, taps, p.cfg, fold=p.fold)
     block_u, step = p.fwd_tile(T)
-    xq, stride_xb, xplane, xoff, xrev, fold = _fold_args(x, p, p.cfg['fwd_block_k'])
+    xq, stride_xb, xplane, xoff, xrev, align, fold = _fold_args(x, p, p.cfg['fwd_block_k'])
     grid = (triton.cdiv(T, step), p.n_fb, B)
     with on_device(x):
         _gabor_fwd_kernel[grid](
@@ -248,7 +259,7 @@ def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
             out.stride(0), out.stride(1), out.stride(2), int(pool_shift), xplane, xoff, xrev,
             NCOL=NCOL, BLOCK_U=block_u, BLOCK_K=p.cfg['fwd_block_k'],
             BLOCK_F=p.block_f, SHIFTS=p.fwd_shifts, LOWP=lowp,
-            PRECISION=_precision(), FOLD=fold, ALIGN=ALIGN if fold else 1,
+            PRECISION=_precision(), FOLD=fold, ALIGN=align,
             num_warps=p.cfg['fwd_warps'], num_stages=p.cfg['fwd_stages'])
     return out
 
@@ -287,8 +298,8 @@ def _window_grad(plan: Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.Te
         _sum_partials(plan, part, dwin, geo, SUM_WINDOWS, acc)
 
 
-def _taps_grad_fold(p: Plan, xq, stride_xb, xplane, xoff, xrev, dbuf, dtaps, geo, bases,
-                    L: int, nb: int, prec: str, acc: bool):
+def _taps_grad_fold(p: Plan, xq, stride_xb, xplane, xoff, xrev, align, dbuf, dtaps, geo,
+                    bases, L: int, nb: int, prec: str, acc: bool):
     """Taps gradient of one batch chunk (v2, ``_gabor_bwd_taps_fold_kernel``) into ``dtaps``
     (added unless the first chunk): SPLIT programs per taps chunk and filter block store
     partial sums, summed in a fixed order (no atomics: bitwise reproducible)."""
@@ -302,7 +313,7 @@ def _taps_grad_fold(p: Plan, xq, stride_xb, xplane, xoff, xrev, dbuf, dtaps, geo
         xq, dbuf, part, p.tab, geo, bases,
         L, nb, split, rows, stride_xb, xplane, xoff, xrev, dtaps.numel(),
         NCOL=NCOL, BLOCK_M=cfg['taps_block_m'], BLOCK_K=cfg['taps_block_k'],
-        BLOCK_F=p.block_f, PRECISION=prec, ALIGN=ALIGN,
+        BLOCK_F=p.block_f, PRECISION=prec, ALIGN=align,
         num_warps=cfg['taps_warps'], num_stages=cfg['taps_stages'])
     _sum_partials(p, part, dtaps, geo, SUM_TAPS_FOLDED, acc)
 
@@ -374,8 +385,7 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
             for b0 in range(0, B, chunk):
                 nb = min(B, b0 + chunk) - b0
                 xc, gc = xr[b0:b0 + nb], grad[b0:b0 + nb]
-                xq, stride_xb, xplane, xoff, xrev, fold = _fold_args(xc, p, block_k)
-                align = ALIGN if fold else 1
+                xq, stride_xb, xplane, xoff, xrev, align, fold = _fold_args(xc, p, block_k)
                 _gabor_bwd_rows_kernel[(triton.cdiv(n_max, cfg['bwd_block_m']), p.n_fb, nb)](
                     xq, tr, windows, gc, dbuf, ebuf, p.tab, geo, bases,
                     L, T, stride_xb, xc.stride(2), gc.stride(0), gc.stride(1), gc.stride(2),
@@ -398,8 +408,8 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
                     if not v1:
                         _sum_partials(p, part, dtaps, geo, SUM_TAPS, b0 > 0)
                 else:
-                    _taps_grad_fold(p, xq, stride_xb, xplane, xoff, xrev, dbuf, dtaps, geo,
-                                    bases, L, nb, prec, b0 > 0)
+                    _taps_grad_fold(p, xq, stride_xb, xplane, xoff, xrev, align, dbuf, dtaps,
+                                    geo, bases, L, nb, prec, b0 > 0)
                 if need_dx:
                     dxc = dx[b0:b0 + nb]
                     _gabor_bwd_input_kernel[(triton.cdiv(L, cfg['dx_block_i']),

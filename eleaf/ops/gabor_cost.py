@@ -80,7 +80,7 @@ def filterbank_cost(layout: Sequence[int], geometry: Sequence[Sequence[int]], ba
         '_gabor_fwd_kernel', '_gabor_bwd_rows_kernel', '_gabor_bwd_window_kernel',
         '_gabor_bwd_taps_fold_kernel' if fold else '_gabor_bwd_taps_kernel'))
     inp = KernelCost('_gabor_bwd_input_kernel')
-    planes = KernelCost('x planes (torch copies)')
+    planes = KernelCost('_gabor_planes_kernel')
     bu, step = p.fwd_tile(T)
     shifts = p.fwd_shifts
     bk_f, bk_r = cfg['fwd_block_k'], cfg['bwd_block_k']
@@ -152,11 +152,11 @@ def filterbank_cost(layout: Sequence[int], geometry: Sequence[Sequence[int]], ba
                                  _cdiv(cfg['win_programs'], n_r * p.n_fb)))
             win.add(ib=2 * split_w * p.win_numel * F32)
     if fold:
-        # x planes: 2 ALIGN padded copies of x (zeros, then the copies), forward and backward
-        from .gabor import ALIGN
+        # x planes: 2 ALIGN padded float32 copies of x (one kernel), forward and backward
+        align = 2
         for block_k in (bk_f, max(bk_r, bk_t)):
-            xplane = _cdiv(L - 1 + ALIGN + 1 + p.kmax // 2 + block_k + ALIGN, 16) * 16
-            planes.add(ub=B * L * F32, ib=B * L * F32 + 2 * 2 * ALIGN * B * xplane * F32)
+            xplane = _cdiv(L - 1 + align + 1 + p.kmax // 2 + block_k + align, 16) * 16
+            planes.add(ub=B * L * F32, ib=B * L * F32 + 2 * align * B * xplane * F32)
     out = [fwd, rows, win, taps] + ([inp] if dx else []) + ([planes] if fold else [])
     return out
 

@@ -60,6 +60,7 @@ __all__ = ['LAUNCH', 'Layout', 'Plan', 'caps_layout', 'static_layout', 'parse_la
 LAUNCH = {
     'cuda': dict(
         max_block_f=64,
+        elementwise_block=1024,   # x planes and partial-sum reductions (v2)
         fwd_block_u=128,     # convolution rows per phase in a forward program
         fwd_block_k=32,      # Gabor taps per tl.dot chunk (forward)
         fwd_warps=8, fwd_stages=3,
@@ -79,9 +80,9 @@ LAUNCH = {
         wide=dict(fwd_block_u=64, fwd_block_k=16, bwd_block_m=64, dx_block_i=64,
                   taps_block_m=64, taps_warps=8, win_acc=8192),
         # the v2 folded taps gradient holds two x tiles: 64 taps spilled 560 B (ptxas)
-        fold=dict(taps_block_k=32)),
+        fold=dict(taps_block_k=32, taps_block_m=16)),
     'cuda_tf32': dict(
-        max_block_f=64,
+        max_block_f=64, elementwise_block=1024,
         fwd_block_u=64, fwd_block_k=16, fwd_warps=4, fwd_stages=3,
         bwd_block_m=64, bwd_block_k=32, bwd_warps=4, bwd_stages=3,
         taps_block_m=16, taps_block_k=64, taps_rows=8192, taps_warps=4, taps_stages=4,
@@ -90,7 +91,7 @@ LAUNCH = {
         wide=dict(fwd_warps=8, bwd_warps=8, dx_block_i=64, taps_block_m=32, taps_stages=4,
                   win_acc=8192)),
     'interpreter': dict(
-        max_block_f=32,
+        max_block_f=32, elementwise_block=1 << 14,
         fwd_block_u=64, fwd_block_k=256, fwd_warps=4, fwd_stages=1,
         bwd_block_m=64, bwd_block_k=256, bwd_warps=4, bwd_stages=1,
         taps_block_m=64, taps_block_k=256, taps_rows=1 << 20, taps_warps=4, taps_stages=1,

@@ -111,6 +111,7 @@ def test_op_against_float64(name, version, monkeypatch):
         assert_close('dtaps', rtaps, dtaps, tol)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='patches the Triton interpreter')
 def test_v2_uses_no_atomics(monkeypatch):
     # in the interpreter the kernels call tl.atomic_add at run time: make it fail
     import triton.language as tl
@@ -126,6 +127,21 @@ def test_v2_uses_no_atomics(monkeypatch):
     monkeypatch.setenv('ELEAF_GABOR_KERNELS', 'v1')   # the test can fail: v1 adds atomically
     with pytest.raises(Exception, match='atomic add'):   # wrapped by the interpreter
         gabor.gabor_bwd(torch.ones_like(out), x, taps, windows, geo, layout, True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='run order on a GPU (the '
+                    'interpreter runs programs one by one)')
+@pytest.mark.parametrize('name', sorted(GEOMETRIES))
+def test_v2_gradients_bitwise_reproducible(name):
+    geometry = GEOMETRIES[name]
+    taps, windows, geo, layout = _packed(geometry)
+    x = torch.randn(8, 1, 4000, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    out = gabor.gabor_fwd(x, taps, windows, geo, layout)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(4)).to(DEVICE)
+    first = gabor.gabor_bwd(grad, x, taps, windows, geo, layout, True)
+    for _ in range(3):
+        again = gabor.gabor_bwd(grad, x, taps, windows, geo, layout, True)
+        assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
 class _FakeCuda:
@@ -165,13 +181,15 @@ def test_kernel_version_switch(monkeypatch):
         gabor.kernel_version()
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
 @pytest.mark.parametrize('L', [1, 2, 37, 160])
-def test_x_planes(L):
-    x = torch.randn(3, 1, L, generator=torch.Generator().manual_seed(L))
-    planes, xplane, xoff, xrev = gabor.x_planes(x, 41, 16)
-    A = gabor.ALIGN
+def test_x_planes(L, dtype):
+    x = torch.randn(3, 1, L, generator=torch.Generator().manual_seed(L)).to(dtype)
+    planes, xplane, xoff, xrev, A = gabor.x_planes(x, 41, 16, block=64)
+    assert A * x.element_size() == 8   # 8-byte vectors
     assert planes.shape == (3, 2 * A, xplane) and xplane % 16 == 0 and xoff == 0
-    ref = torch.zeros(3, 2 * A, xplane)
+    assert planes.dtype == dtype
+    ref = torch.zeros(3, 2 * A, xplane, dtype=dtype)
     for a in range(A):
         for i in range(xplane):
             if 0 <= i + a - xoff < L:
