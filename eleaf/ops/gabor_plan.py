@@ -49,8 +49,8 @@ __all__ = ['LAUNCH', 'Layout', 'Plan', 'caps_layout', 'static_layout', 'parse_la
 #: H100 (B=256, L=16000; EfficientLeaf 8 groups x 10 filters, and LEAF: 40 filters, K = W = 401,
 #: s = 1, P = 160). 'cuda' is for float32 with 'ieee' dots, 'cuda_tf32' for TF32 and
 #: fp16/bf16 tensor-core dots; ``wide`` overrides apply when a filter block holds 64 filters
-#: (``max_block_f``: filters per block; a group of n filters uses the smallest power of two
-#: >= n, at least 16, at most this). The Triton interpreter (CPU tensors) runs the same kernels
+#: (``max_block_f``: filters per block; v1: a group of n filters uses the smallest power of two
+#: >= n, at least 16, at most this; v2: :func:`fit_block_f`). The Triton interpreter (CPU tensors) runs the same kernels
 #: with larger chunks, because its cost is per operation rather than per element.
 #: Since 2026-12-03 the ``wide`` forward, backward-rows and input-gradient settings are chosen
 #: so that these kernels compile for sm_90 without register spills under Triton 3.6 and 3.9

@@ -117,10 +117,12 @@ def test_through_the_custom_ops(monkeypatch):
     compare(cfg)
 
 
-def test_gpu_launch_settings(monkeypatch):
-    # the interpreter normally runs larger chunks; here it runs the GPU's block sizes, with
-    # the taps-gradient reduction split into several row ranges per batch element
-    settings = dict(gabor.LAUNCH['cuda'], taps_rows=64)
+@pytest.mark.parametrize('key', ['cuda', 'cuda_tf32'])
+def test_gpu_launch_settings(monkeypatch, key):
+    # the interpreter normally runs larger chunks; here it runs the GPU's block sizes (of
+    # full-fp32 and of TF32 launches, with fp32 dots), with the taps-gradient reduction split
+    # into several row ranges per batch element
+    settings = dict(gabor.LAUNCH[key], taps_rows=64)
     monkeypatch.setitem(gabor.LAUNCH, 'interpreter', settings)
     monkeypatch.setattr(gabor_plan, '_PLANS', type(gabor_plan._PLANS)())
     cfg = draw_config(6, max_cost=600)
