@@ -169,33 +169,35 @@ def _conv_tile(re, im, x_b, stride_xl, base, rvalid, taps_ptr, tap_re, tap_im, f
 
 
 @triton.jit
-def _fold_rows(XPLANE, XOFF, XREV, c, ALIGN: tl.constexpr):
+def _fold_rows(XPLANE, XREV, c, ALIGN: tl.constexpr):
     """Row starts, in the x planes of one example, of the samples x[c + j] (``right``) and
     x[c - j] (``left``, read forwards in the reversed planes) for j = 0, 1, ... of rows centred
     on the samples ``c`` ([rows] int32, >= 0): multiples of ``ALIGN``, so a tile's rows are
     aligned ALIGN-element vector loads (see :func:`eleaf.ops.gabor.x_planes`)."""
-    er = XOFF + c
     el = XREV - c
-    ar = er % ALIGN
+    ar = c % ALIGN
     al = el % ALIGN
-    right = tl.multiple_of(er - ar, ALIGN) + ar * XPLANE
+    right = tl.multiple_of(c - ar, ALIGN) + ar * XPLANE
     left = tl.multiple_of(el - al, ALIGN) + (ALIGN + al) * XPLANE
     return right, left
 
 
 @triton.jit
-def _fold_operands(xq_b, right, left, rvalid, j, ALIGN: tl.constexpr):
+def _fold_operands(xq_b, right, left, rvalid, j, ALIGN: tl.constexpr, TF32: tl.constexpr):
     """[rows, taps] fp32 tiles S = x[c + j] + x[c - j] and D = x[c + j] - x[c - j] (zero for
-    rows not ``rvalid``; j >= 0 the taps' offsets from the centre) from two aligned loads."""
+    rows not ``rvalid``; j >= 0 the taps' offsets from the centre) from two aligned loads;
+    ``TF32``: rounded to TF32, as operands of tf32 dots."""
     xr = tl.load(xq_b + tl.multiple_of(right, ALIGN)[:, None] + j[None, :],
                  mask=rvalid[:, None], other=0.).to(tl.float32)
     xl = tl.load(xq_b + tl.multiple_of(left, ALIGN)[:, None] + j[None, :],
                  mask=rvalid[:, None], other=0.).to(tl.float32)
+    if TF32:
+        return _round_tf32(xr + xl), _round_tf32(xr - xl)
     return xr + xl, xr - xl
 
 
 @triton.jit
-def _fold_tile(re, im, xq_b, XPLANE, XOFF, XREV, c, rvalid, taps_ptr, tap_re, tap_im, fo,
+def _fold_tile(re, im, xq_b, XPLANE, XREV, c, rvalid, taps_ptr, tap_re, tap_im, fo,
                fmask, K, ALIGN: tl.constexpr, BLOCK_K: tl.constexpr, LOWP: tl.constexpr,
                PRECISION: tl.constexpr):
     """(re, im) plus the Gabor responses of a tile of convolution rows centred on the samples
@@ -204,12 +206,13 @@ def _fold_tile(re, im, xq_b, XPLANE, XOFF, XREV, c, rvalid, taps_ptr, tap_re, ta
     centre tap halved, im = sum_{j=1}^{hk} h_im[hk + j] (x[c + j] - x[c - j]); half the
     products of :func:`_conv_tile`. Only the centre and right half of each tap row are read.
     [rows, BLOCK_F] fp32; TF32 dots round their operands S, D to TF32 first."""
-    right, left = _fold_rows(XPLANE, XOFF, XREV, tl.where(rvalid, c, 0), ALIGN)
+    right, left = _fold_rows(XPLANE, XREV, tl.where(rvalid, c, 0), ALIGN)
     hk = K // 2
     jj = tl.arange(0, BLOCK_K)
     for j0 in range(0, hk + 1, BLOCK_K):
         j = j0 + jj
-        xs, xd = _fold_operands(xq_b, right, left, rvalid, j, ALIGN)
+        xs, xd = _fold_operands(xq_b, right, left, rvalid, j, ALIGN,
+                                (PRECISION == 'tf32') and not LOWP)
         hmask = (j <= hk)[:, None] & fmask[None, :]
         hoff = fo[None, :] * K + (hk + j)[:, None]
         hr = tl.load(taps_ptr + tap_re + hoff, mask=hmask, other=0.)
@@ -220,9 +223,6 @@ def _fold_tile(re, im, xq_b, XPLANE, XOFF, XREV, c, rvalid, taps_ptr, tap_re, ta
             re = tl.dot(xs.to(lowp), hr.to(lowp), re)
             im = tl.dot(xd.to(lowp), hi.to(lowp), im)
         else:
-            if PRECISION == 'tf32':
-                xs = _round_tf32(xs)
-                xd = _round_tf32(xd)
             re = tl.dot(xs, hr, re, input_precision=PRECISION)
             im = tl.dot(xd, hi, im, input_precision=PRECISION)
     return re, im
@@ -240,7 +240,7 @@ def _shift_rows(a, t, q: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_F: tl.conste
 def _gabor_fwd_kernel(
     x_ptr, taps_ptr, win_ptr, out_ptr, tab_ptr, geo_ptr,
     L, T, STEP, stride_xb, stride_xl, stride_ob, stride_of, stride_ot, POOL_SHIFT,
-    XPLANE, XOFF, XREV,
+    XPLANE, XREV,
     NCOL: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     SHIFTS: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
     FOLD: tl.constexpr = False, ALIGN: tl.constexpr = 1,
@@ -305,7 +305,7 @@ def _gabor_fwd_kernel(
             if FOLD:
                 re, im = _fold_tile(tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32),
                                     tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32), x_b,
-                                    XPLANE, XOFF, XREV, base + hk, rvalid, taps_ptr, tap_re,
+                                    XPLANE, XREV, base + hk, rvalid, taps_ptr, tap_re,
                                     tap_im, fo, fmask, K, ALIGN, BLOCK_K, LOWP, PRECISION)
             else:
                 re, im = _conv_tile(tl.zeros((BLOCK_U, BLOCK_F), dtype=tl.float32),
@@ -344,7 +344,7 @@ def _gabor_fwd_kernel(
 def _gabor_bwd_rows_kernel(
     x_ptr, taps_ptr, win_ptr, g_ptr, d_ptr, e_ptr, tab_ptr, geo_ptr, base_ptr,
     L, T, stride_xb, stride_xl, stride_gb, stride_gf, stride_gt, POOL_SHIFT,
-    XPLANE, XOFF, XREV,
+    XPLANE, XREV,
     NCOL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     LOWP: tl.constexpr, PRECISION: tl.constexpr, ROUND_D: tl.constexpr,
     FOLD: tl.constexpr = False, ALIGN: tl.constexpr = 1,
@@ -356,7 +356,7 @@ def _gabor_bwd_rows_kernel(
     D (Bc, 2n, N) fp32 = (2 re dE, 2 im dE) and E (Bc, n, N) fp32 = re^2 + im^2, with
     dE[m, f] = sum_tau g[tau, f] w_f[m - tau P + W//2] over 0 <= m - tau P + W//2 < W.
     ROUND_D: store D rounded to TF32 (the taps gradient reads it with tf32 dots). FOLD,
-    ALIGN, XPLANE, XOFF, XREV: as in ``_gabor_fwd_kernel``.
+    ALIGN, XPLANE, XREV: as in ``_gabor_fwd_kernel``.
     """
     pid_m = tl.program_id(0)
     fb = tl.program_id(1)
@@ -382,7 +382,7 @@ def _gabor_bwd_rows_kernel(
 
     if FOLD:
         re, im = _fold_tile(tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32),
-                            tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32), x_b, XPLANE, XOFF,
+                            tl.zeros((BLOCK_M, BLOCK_F), dtype=tl.float32), x_b, XPLANE,
                             XREV, m * s, rvalid, taps_ptr, tap_re, tap_im, fo, fmask, K, ALIGN,
                             BLOCK_K, LOWP, PRECISION)
     else:
@@ -596,7 +596,7 @@ def _gabor_bwd_taps_kernel(
 @triton.jit
 def _gabor_bwd_taps_fold_kernel(
     xq_ptr, d_ptr, part_ptr, tab_ptr, geo_ptr, base_ptr,
-    L, NB, SPLIT, ROWS, stride_xb, XPLANE, XOFF, XREV, PART_STRIDE,
+    L, NB, SPLIT, ROWS, stride_xb, XPLANE, XREV, PART_STRIDE,
     NCOL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_F: tl.constexpr,
     PRECISION: tl.constexpr, ALIGN: tl.constexpr,
 ):
@@ -648,11 +648,8 @@ def _gabor_bwd_taps_fold_kernel(
             dmask = fmask[:, None] & rvalid[None, :]
             dr = tl.load(d_b + m[None, :], mask=dmask, other=0.)
             di = tl.load(d_b + nN + m[None, :], mask=dmask, other=0.)
-            right, left = _fold_rows(XPLANE, XOFF, XREV, tl.where(rvalid, m * s, 0), ALIGN)
-            xs, xd = _fold_operands(xq_b, right, left, rvalid, j, ALIGN)
-            if PRECISION == 'tf32':
-                xs = _round_tf32(xs)
-                xd = _round_tf32(xd)
+            right, left = _fold_rows(XPLANE, XREV, tl.where(rvalid, m * s, 0), ALIGN)
+            xs, xd = _fold_operands(xq_b, right, left, rvalid, j, ALIGN, PRECISION == 'tf32')
             acc_r = tl.dot(dr, xs, acc_r, input_precision=PRECISION)
             acc_i = tl.dot(di, xd, acc_i, input_precision=PRECISION)
     centre = (j == 0)[None, :]
@@ -719,10 +716,10 @@ def _gabor_bwd_input_kernel(
 
 
 @triton.jit
-def _gabor_planes_kernel(x_ptr, planes_ptr, L, stride_xb, stride_xl, XPLANE, XOFF, XREV,
+def _gabor_planes_kernel(x_ptr, planes_ptr, L, stride_xb, stride_xl, XPLANE, XREV,
                          ALIGN: tl.constexpr, BLOCK: tl.constexpr):
     """The x planes of the v2 kernels (:func:`eleaf.ops.gabor.x_planes`), every element
-    written: planes[b, a, i] = x[b, i + a - XOFF], planes[b, ALIGN + a, i] = x[b, XREV - a - i]
+    written: planes[b, a, i] = x[b, i + a], planes[b, ALIGN + a, i] = x[b, XREV - a - i]
     (zero outside [0, L)). Grid (cdiv(XPLANE, BLOCK), B); planes (B, 2 ALIGN, XPLANE)."""
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     b = tl.program_id(1).to(tl.int64)
@@ -730,7 +727,7 @@ def _gabor_planes_kernel(x_ptr, planes_ptr, L, stride_xb, stride_xl, XPLANE, XOF
     x_b = x_ptr + b * stride_xb
     out = planes_ptr + b * (2 * ALIGN * XPLANE) + i
     for a in tl.static_range(ALIGN):
-        fwd = i + a - XOFF
+        fwd = i + a
         rev = XREV - a - i
         v = tl.load(x_b + fwd.to(tl.int64) * stride_xl, mask=inside & (fwd >= 0) & (fwd < L),
                     other=0.)

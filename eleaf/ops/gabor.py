@@ -27,7 +27,7 @@ chunks. Setting ``ELEAF_DEBUG_POISON=1`` fills outputs and scratch with NaN befo
 kernels write them (a test aid: unwritten elements show up as NaN).
 """
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -57,7 +57,7 @@ except Exception as _exc:  # ImportError, or a broken Triton installation
 __all__ = ['gabor_filterbank_triton', 'grouped_gabor_filterbank_triton', 'gabor_fwd',
            'gabor_bwd', 'static_layout', 'caps_layout', 'static_geometry', 'pack_taps',
            'pack_taps_ref', 'HAS_TRITON', 'LAUNCH', 'kernel_version', 'x_planes', 'align_for',
-           'VECTOR_BYTES']
+           'x_plane_length', 'XOperand', 'VECTOR_BYTES']
 
 _LOWP = (torch.float16, torch.bfloat16)
 _SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
@@ -115,13 +115,30 @@ def align_for(dtype: torch.dtype) -> int:
     return max(1, VECTOR_BYTES // torch.empty((), dtype=dtype).element_size())
 
 
-def x_planes(x: torch.Tensor, kmax: int, block_k: int, block: int = 1024
-             ) -> Tuple[torch.Tensor, int, int, int, int]:
-    """The x operand of the v2 kernels (:func:`eleaf.kernels.gabor._fold_tile`): (planes,
-    XPLANE, XOFF, XREV, ALIGN), ALIGN = :func:`align_for` (x's dtype), planes
-    (B, 2 ALIGN, XPLANE) in x's dtype, zero-padded:
+class XOperand(NamedTuple):
+    """x as a filterbank launch reads it: ``t`` (B, ...) and its batch stride; for the v2
+    kernels that fold (``fold``) the x planes of :func:`x_planes` with their length
+    ``plane`` (XPLANE), the reversed planes' origin ``rev`` (XREV) and ``align`` (ALIGN);
+    for the others x itself (0, 0, 1)."""
+    t: torch.Tensor
+    stride_b: int
+    plane: int
+    rev: int
+    align: int
+    fold: bool
 
-    - plane a < ALIGN: x shifted by a, ``planes[b, a, i] = x[b, i + a - XOFF]``;
+
+def x_plane_length(L: int, kmax: int, block_k: int, align: int) -> int:
+    """XPLANE of :func:`x_planes`: the reversed planes' origin XREV = L - 1 + align plus
+    room for taps up to ``kmax // 2 + block_k`` past a row's centre, a multiple of 16."""
+    return -(-(L + align + kmax // 2 + block_k + align) // 16) * 16
+
+
+def x_planes(x: torch.Tensor, kmax: int, block_k: int, block: int = 1024) -> XOperand:
+    """The x operand of the v2 kernels (:func:`eleaf.kernels.gabor._fold_tile`), ALIGN =
+    :func:`align_for` (x's dtype): planes (B, 2 ALIGN, XPLANE) in x's dtype, zero-padded,
+
+    - plane a < ALIGN: x shifted by a, ``planes[b, a, i] = x[b, i + a]``;
     - plane ALIGN + a: x reversed and shifted, ``planes[b, ALIGN + a, i] = x[b, XREV - a - i]``;
 
     so the samples x[c + j] and x[c - j], j = 0, 1, ... of a row centred on c are contiguous
@@ -133,16 +150,15 @@ def x_planes(x: torch.Tensor, kmax: int, block_k: int, block: int = 1024
     """
     B, _, L = x.shape
     align = align_for(x.dtype)
-    xoff, xrev = 0, L - 1 + align
-    pad = kmax // 2 + block_k + align
-    xplane = -(-(xrev + 1 + pad) // 16) * 16
+    xrev = L - 1 + align
+    xplane = x_plane_length(L, kmax, block_k, align)
     planes = alloc((B, 2 * align, xplane), x.dtype, x.device)
     if B:
         with on_device(x):
             _gabor_planes_kernel[(triton.cdiv(xplane, block), B)](
-                x, planes, L, x.stride(0), x.stride(2), xplane, xoff, xrev,
+                x, planes, L, x.stride(0), x.stride(2), xplane, xrev,
                 ALIGN=align, BLOCK=block, num_warps=4)
-    return planes, xplane, xoff, xrev, align
+    return XOperand(planes, planes.stride(0), xplane, xrev, align, True)
 
 
 def _sum_partials(p: Plan, part: torch.Tensor, out: torch.Tensor, geo: torch.Tensor,
@@ -156,14 +172,11 @@ def _sum_partials(p: Plan, part: torch.Tensor, out: torch.Tensor, geo: torch.Ten
         KIND=kind, BLOCK=block, num_warps=4)
 
 
-def _fold_args(x: torch.Tensor, p: Plan, block_k: int):
-    """(x operand, its batch stride, XPLANE, XOFF, XREV, ALIGN, FOLD) of a launch: the x
-    planes when the plan folds (v2), x itself otherwise."""
+def _x_operand(x: torch.Tensor, p: Plan, block_k: int) -> XOperand:
+    """x as the plan's kernels read it: the x planes when the plan folds (v2), else x."""
     if not p.fold:
-        return x, x.stride(0), 0, 0, 0, 1, False
-    planes, xplane, xoff, xrev, align = x_planes(x, p.kmax, block_k,
-                                                 p.cfg['elementwise_block'])
-    return planes, planes.stride(0), xplane, xoff, xrev, align, True
+        return XOperand(x, x.stride(0), 0, 0, 1, False)
+    return x_planes(x, p.kmax, block_k, p.cfg['elementwise_block'])
 
 
 def _check_deterministic(x: torch.Tensor, p: Plan, what: str):
@@ -250,16 +263,16 @@ def gabor_fwd(x: torch.Tensor, taps: torch.Tensor, windows: torch.Tensor,
     lowp = _lowp(x)
     x, taps = _dot_operands(x, taps, p.cfg, fold=p.fold)
     block_u, step = p.fwd_tile(T)
-    xq, stride_xb, xplane, xoff, xrev, align, fold = _fold_args(x, p, p.cfg['fwd_block_k'])
+    xo = _x_operand(x, p, p.cfg['fwd_block_k'])
     grid = (triton.cdiv(T, step), p.n_fb, B)
     with on_device(x):
         _gabor_fwd_kernel[grid](
-            xq, taps, windows, out, p.tab, geo,
-            L, T, step, stride_xb, x.stride(2),
-            out.stride(0), out.stride(1), out.stride(2), int(pool_shift), xplane, xoff, xrev,
+            xo.t, taps, windows, out, p.tab, geo,
+            L, T, step, xo.stride_b, x.stride(2),
+            out.stride(0), out.stride(1), out.stride(2), int(pool_shift), xo.plane, xo.rev,
             NCOL=NCOL, BLOCK_U=block_u, BLOCK_K=p.cfg['fwd_block_k'],
             BLOCK_F=p.block_f, SHIFTS=p.fwd_shifts, LOWP=lowp,
-            PRECISION=_precision(), FOLD=fold, ALIGN=align,
+            PRECISION=_precision(), FOLD=xo.fold, ALIGN=xo.align,
             num_warps=p.cfg['fwd_warps'], num_stages=p.cfg['fwd_stages'])
     return out
 
@@ -284,9 +297,7 @@ def _window_grad(plan: Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.Te
             L, T, g.stride(0), g.stride(1), g.stride(2), pool_shift,
             NCOL=NCOL, BLOCK_T=cfg['win_block_t'], BLOCK_F=bf, num_warps=cfg['warps'])
         return
-    n_r = triton.cdiv(plan.pmax, plan.win_block_r)
-    items = nb * triton.cdiv(T + plan.qmax - 1, plan.win_block_u)
-    split = max(1, min(items, triton.cdiv(cfg['win_programs'], n_r * plan.n_fb)))
+    n_r, split = plan.window_split(nb, T)
     atomic = plan.version == 'v1'
     part = dwin if atomic else alloc((split, dwin.numel()), torch.float32, dwin.device)
     _gabor_bwd_window_kernel[(n_r, plan.n_fb, split)](
@@ -298,22 +309,19 @@ def _window_grad(plan: Plan, g: torch.Tensor, ebuf: torch.Tensor, dwin: torch.Te
         _sum_partials(plan, part, dwin, geo, SUM_WINDOWS, acc)
 
 
-def _taps_grad_fold(p: Plan, xq, stride_xb, xplane, xoff, xrev, align, dbuf, dtaps, geo,
-                    bases, L: int, nb: int, prec: str, acc: bool):
+def _taps_grad_fold(p: Plan, xo: XOperand, dbuf, dtaps, geo, bases, L: int, nb: int,
+                    prec: str, acc: bool):
     """Taps gradient of one batch chunk (v2, ``_gabor_bwd_taps_fold_kernel``) into ``dtaps``
     (added unless the first chunk): SPLIT programs per taps chunk and filter block store
     partial sums, summed in a fixed order (no atomics: bitwise reproducible)."""
     cfg = p.cfg
-    n_j = triton.cdiv(p.kmax // 2 + 1, cfg['taps_block_k'])
-    rows = cfg['taps_rows']
-    items = nb * triton.cdiv(max(p.steps(L)), rows)
-    split = max(1, min(items, triton.cdiv(cfg.get('taps_programs', 1056), n_j * p.n_fb)))
+    n_j, split = p.taps_fold_split(nb, L)
     part = alloc((split, dtaps.numel()), torch.float32, dtaps.device)
     _gabor_bwd_taps_fold_kernel[(n_j, p.n_fb, split)](
-        xq, dbuf, part, p.tab, geo, bases,
-        L, nb, split, rows, stride_xb, xplane, xoff, xrev, dtaps.numel(),
+        xo.t, dbuf, part, p.tab, geo, bases,
+        L, nb, split, cfg['taps_rows'], xo.stride_b, xo.plane, xo.rev, dtaps.numel(),
         NCOL=NCOL, BLOCK_M=cfg['taps_block_m'], BLOCK_K=cfg['taps_block_k'],
-        BLOCK_F=p.block_f, PRECISION=prec, ALIGN=align,
+        BLOCK_F=p.block_f, PRECISION=prec, ALIGN=xo.align,
         num_warps=cfg['taps_warps'], num_stages=cfg['taps_stages'])
     _sum_partials(p, part, dtaps, geo, SUM_TAPS_FOLDED, acc)
 
@@ -385,14 +393,14 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
             for b0 in range(0, B, chunk):
                 nb = min(B, b0 + chunk) - b0
                 xc, gc = xr[b0:b0 + nb], grad[b0:b0 + nb]
-                xq, stride_xb, xplane, xoff, xrev, align, fold = _fold_args(xc, p, block_k)
+                xo = _x_operand(xc, p, block_k)
                 _gabor_bwd_rows_kernel[(triton.cdiv(n_max, cfg['bwd_block_m']), p.n_fb, nb)](
-                    xq, tr, windows, gc, dbuf, ebuf, p.tab, geo, bases,
-                    L, T, stride_xb, xc.stride(2), gc.stride(0), gc.stride(1), gc.stride(2),
-                    pool_shift, xplane, xoff, xrev, NCOL=NCOL, BLOCK_M=cfg['bwd_block_m'],
+                    xo.t, tr, windows, gc, dbuf, ebuf, p.tab, geo, bases,
+                    L, T, xo.stride_b, xc.stride(2), gc.stride(0), gc.stride(1), gc.stride(2),
+                    pool_shift, xo.plane, xo.rev, NCOL=NCOL, BLOCK_M=cfg['bwd_block_m'],
                     BLOCK_K=cfg['bwd_block_k'], BLOCK_F=bf,
                     LOWP=lowp, PRECISION=prec, ROUND_D=(prec == 'tf32' and round_d),
-                    FOLD=fold, ALIGN=align,
+                    FOLD=xo.fold, ALIGN=xo.align,
                     num_warps=cfg['bwd_warps'], num_stages=cfg['bwd_stages'])
                 _window_grad(p, gc, ebuf, dwin, geo, bases, L, T, nb, pool_shift, b0 > 0)
                 if not p.fold:   # v1 (atomic adds), or v2 with asymmetric taps (partials)
@@ -408,8 +416,7 @@ def gabor_bwd(grad: torch.Tensor, x: torch.Tensor, taps: torch.Tensor, windows: 
                     if not v1:
                         _sum_partials(p, part, dtaps, geo, SUM_TAPS, b0 > 0)
                 else:
-                    _taps_grad_fold(p, xq, stride_xb, xplane, xoff, xrev, align, dbuf, dtaps,
-                                    geo, bases, L, nb, prec, b0 > 0)
+                    _taps_grad_fold(p, xo, dbuf, dtaps, geo, bases, L, nb, prec, b0 > 0)
                 if need_dx:
                     dxc = dx[b0:b0 + nb]
                     _gabor_bwd_input_kernel[(triton.cdiv(L, cfg['dx_block_i']),

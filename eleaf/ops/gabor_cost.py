@@ -141,21 +141,17 @@ def filterbank_cost(layout: Sequence[int], geometry: Sequence[Sequence[int]], ba
                     progs * _cdiv(K, s) * 4 * bi * bf * F32)
     if v2:
         # deterministic reductions: SPLIT partial sums written, then read by one sum each
-        n_j = _cdiv(p.kmax // 2 + 1, bk_t)
-        items = B * _cdiv(max(p.steps(L)), cfg['taps_rows'])
-        split_t = (max(1, min(items, _cdiv(cfg.get('taps_programs', 1056), n_j * p.n_fb)))
-                   if fold else items)
+        split_t = (p.taps_fold_split(B, L)[1] if fold
+                   else B * _cdiv(max(p.steps(L)), cfg['taps_rows']))
         taps.add(ib=2 * split_t * p.taps_numel * F32)
         if p.win_block_r is not None:
-            n_r = _cdiv(p.pmax, p.win_block_r)
-            split_w = max(1, min(B * _cdiv(T + p.qmax - 1, p.win_block_u),
-                                 _cdiv(cfg['win_programs'], n_r * p.n_fb)))
-            win.add(ib=2 * split_w * p.win_numel * F32)
+            win.add(ib=2 * p.window_split(B, T)[1] * p.win_numel * F32)
     if fold:
         # x planes: 2 ALIGN padded float32 copies of x (one kernel), forward and backward
-        align = 2
+        from .gabor import align_for, x_plane_length
+        align = align_for(torch.float32)
         for block_k in (bk_f, max(bk_r, bk_t)):
-            xplane = _cdiv(L - 1 + align + 1 + p.kmax // 2 + block_k + align, 16) * 16
+            xplane = x_plane_length(L, p.kmax, block_k, align)
             planes.add(ub=B * L * F32, ib=B * L * F32 + 2 * align * B * xplane * F32)
     out = [fwd, rows, win, taps] + ([inp] if dx else []) + ([planes] if fold else [])
     return out

@@ -50,8 +50,9 @@ __all__ = ['LAUNCH', 'Layout', 'Plan', 'caps_layout', 'static_layout', 'parse_la
 #: s = 1, P = 160). 'cuda' is for float32 with 'ieee' dots, 'cuda_tf32' for TF32 and
 #: fp16/bf16 tensor-core dots; ``wide`` overrides apply when a filter block holds 64 filters
 #: (``max_block_f``: filters per block; v1: a group of n filters uses the smallest power of two
-#: >= n, at least 16, at most this; v2: :func:`fit_block_f`). The Triton interpreter (CPU tensors) runs the same kernels
-#: with larger chunks, because its cost is per operation rather than per element.
+#: >= n, at least 16, at most this; v2: :func:`fit_block_f`). The Triton interpreter (CPU
+#: tensors) runs the same kernels with larger chunks, because its cost is per operation rather
+#: than per element.
 #: Since 2026-12-03 the ``wide`` forward, backward-rows and input-gradient settings are chosen
 #: so that these kernels compile for sm_90 without register spills under Triton 3.6 and 3.9
 #: (``python -m tests.ops.sm90_compile`` reports ptxas' registers and spills); that choice
@@ -61,6 +62,7 @@ LAUNCH = {
     'cuda': dict(
         max_block_f=64,
         elementwise_block=1024,   # x planes and partial-sum reductions (v2)
+        taps_programs=1056,       # folded taps gradient: programs per launch (about)
         fwd_block_u=128,     # convolution rows per phase in a forward program
         fwd_block_k=32,      # Gabor taps per tl.dot chunk (forward)
         fwd_warps=8, fwd_stages=3,
@@ -82,7 +84,7 @@ LAUNCH = {
         # the v2 folded taps gradient holds two x tiles: 64 taps spilled 560 B (ptxas)
         fold=dict(taps_block_k=32, taps_block_m=16)),
     'cuda_tf32': dict(
-        max_block_f=64, elementwise_block=1024,
+        max_block_f=64, elementwise_block=1024, taps_programs=1056,
         fwd_block_u=64, fwd_block_k=16, fwd_warps=4, fwd_stages=3,
         bwd_block_m=64, bwd_block_k=32, bwd_warps=4, bwd_stages=3,
         taps_block_m=16, taps_block_k=64, taps_rows=8192, taps_warps=4, taps_stages=4,
@@ -91,7 +93,7 @@ LAUNCH = {
         wide=dict(fwd_warps=8, bwd_warps=8, dx_block_i=64, taps_block_m=32, taps_stages=4,
                   win_acc=8192)),
     'interpreter': dict(
-        max_block_f=32, elementwise_block=1 << 14,
+        max_block_f=32, elementwise_block=1 << 14, taps_programs=1056,
         fwd_block_u=64, fwd_block_k=256, fwd_warps=4, fwd_stages=1,
         bwd_block_m=64, bwd_block_k=256, bwd_warps=4, bwd_stages=1,
         taps_block_m=64, taps_block_k=256, taps_rows=1 << 20, taps_warps=4, taps_stages=1,
@@ -314,6 +316,20 @@ class Plan:
                 best = (rows, bu, step)
             bu *= 2
         return best[1], best[2]
+
+    def window_split(self, nb: int, T: int) -> Tuple[int, int]:
+        """(phase chunks, SPLIT) of the phase-split window gradient for ``nb`` examples of T
+        frames: about ``win_programs`` programs, SPLIT reducing disjoint items each."""
+        n_r = -(-self.pmax // self.win_block_r)
+        items = nb * -(-(T + self.qmax - 1) // self.win_block_u)
+        return n_r, max(1, min(items, -(-self.cfg['win_programs'] // (n_r * self.n_fb))))
+
+    def taps_fold_split(self, nb: int, L: int) -> Tuple[int, int]:
+        """(taps chunks, SPLIT) of the folded taps gradient (v2) for ``nb`` examples of L
+        samples: about ``taps_programs`` programs, SPLIT partial sums per taps chunk."""
+        n_j = -(-(self.kmax // 2 + 1) // self.cfg['taps_block_k'])
+        items = nb * -(-max(self.steps(L)) // self.cfg['taps_rows'])
+        return n_j, max(1, min(items, -(-self.cfg['taps_programs'] // (n_j * self.n_fb))))
 
     def steps(self, L: int) -> List[int]:
         """Per group, the bound of its convolution steps N = (L - 1) // s + 1."""

@@ -185,15 +185,17 @@ def test_kernel_version_switch(monkeypatch):
 @pytest.mark.parametrize('L', [1, 2, 37, 160])
 def test_x_planes(L, dtype):
     x = torch.randn(3, 1, L, generator=torch.Generator().manual_seed(L)).to(dtype)
-    planes, xplane, xoff, xrev, A = gabor.x_planes(x, 41, 16, block=64)
+    xo = gabor.x_planes(x, 41, 16, block=64)
+    planes, xplane, xrev, A = xo.t, xo.plane, xo.rev, xo.align
+    assert xo.fold and xo.stride_b == planes.stride(0)
     assert A * x.element_size() == 8   # 8-byte vectors
-    assert planes.shape == (3, 2 * A, xplane) and xplane % 16 == 0 and xoff == 0
+    assert planes.shape == (3, 2 * A, xplane) and xplane % 16 == 0
     assert planes.dtype == dtype
     ref = torch.zeros(3, 2 * A, xplane, dtype=dtype)
     for a in range(A):
         for i in range(xplane):
-            if 0 <= i + a - xoff < L:
-                ref[:, a, i] = x[:, 0, i + a - xoff]
+            if 0 <= i + a < L:
+                ref[:, a, i] = x[:, 0, i + a]
             if 0 <= xrev - a - i < L:
                 ref[:, A + a, i] = x[:, 0, xrev - a - i]
     assert torch.equal(planes, ref)
