@@ -230,7 +230,7 @@ class Plan:
 
     def __init__(self, layout: Layout, device: torch.device, cfg_key: str,
                  version: str = 'v2'):
-        from ..kernels.gabor import NCOL
+        from ..kernels.gabor import GTAB_NCOL, NCOL
         self.layout = layout
         self.version = version
         #: the v2 kernels fold the taps' symmetry (not for a layout of asymmetric taps)
@@ -286,6 +286,7 @@ class Plan:
         gtab = [[g[1] - g[0], tap_off[i], 2 * (g[1] - g[0]) * g[2], win_off[i],
                  (g[1] - g[0]) * g[3]] for i, g in enumerate(groups)]
         self.region_max = max(max(r[2], r[4]) for r in gtab)
+        assert len(gtab[0]) == GTAB_NCOL
         self.gtab = torch.tensor(gtab, dtype=torch.int32).to(device)
         self.n_fb = len(rows)
         assert len(rows[0]) == NCOL
